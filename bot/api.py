@@ -1,0 +1,97 @@
+"""REST API (FastAPI, described by OpenAPI at /openapi.json) with the Gradio chat mounted on the same server."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field
+
+from bot.assistant import Assistant
+from core.errors import CsbotError, InputError, UnknownTurn
+
+MAX_REQUEST_MESSAGE = 100_000  # longer bodies are refused outright; up to this, the Assistant truncates
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(..., max_length=MAX_REQUEST_MESSAGE, description="What the customer typed")
+    session_id: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_-]*$")
+
+
+class FeedbackRequest(BaseModel):
+    turn_id: str = Field(..., max_length=64)
+    vote: Literal["up", "down"]
+    comment: str = Field("", max_length=2000)
+    session_id: str | None = Field(None, max_length=64)
+
+
+class ChooseRequest(BaseModel):
+    turn_id: str = Field(..., max_length=64)
+    intent: str = Field(..., max_length=100)
+    session_id: str | None = Field(None, max_length=64)
+
+
+class SessionRequest(BaseModel):
+    session_id: str = Field(..., max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+def _http_error(err: CsbotError) -> HTTPException:
+    status = 404 if isinstance(err, UnknownTurn) else 400 if isinstance(err, InputError) else 503
+    return HTTPException(status_code=status, detail=str(err))
+
+
+def create_api(assistant: Assistant) -> FastAPI:
+    """The REST routes under /api/v1. Every route calls the Assistant and nothing deeper."""
+    app = FastAPI(
+        title="csbot",
+        version="0.1.0",
+        description="A customer-service bot that answers from historical tickets and learns from votes.",
+    )
+
+    @app.post("/api/v1/chat", summary="Send a customer message, get the bot's Reply")
+    def chat(request: ChatRequest) -> dict:
+        try:
+            return assistant.respond(request.message, request.session_id or None).to_dict()
+        except CsbotError as err:
+            raise _http_error(err) from err
+
+    @app.post("/api/v1/feedback", summary="Thumbs up or down on a turn, with an optional comment")
+    def feedback(request: FeedbackRequest) -> dict:
+        try:
+            row = assistant.feedback(
+                request.turn_id, 1 if request.vote == "up" else -1, comment=request.comment, session_id=request.session_id
+            )
+        except CsbotError as err:
+            raise _http_error(err) from err
+        return {"status": "recorded", "feedback_id": row}
+
+    @app.post("/api/v1/choose", summary="The customer picked one of the suggested topics")
+    def choose(request: ChooseRequest) -> dict:
+        try:
+            return assistant.choose(request.turn_id, request.intent, request.session_id).to_dict()
+        except CsbotError as err:
+            raise _http_error(err) from err
+
+    @app.post("/api/v1/handoff", summary="Hand the conversation to a person; the bot stays silent")
+    def handoff(request: SessionRequest) -> dict:
+        assistant.handoff(request.session_id)
+        return {"status": "handed off", "session_id": request.session_id}
+
+    @app.get("/api/v1/health", summary="Liveness, serving model version and index size")
+    def health() -> dict:
+        try:
+            return assistant.health()
+        except CsbotError as err:
+            raise _http_error(err) from err
+
+    return app
+
+
+def create_app(assistant: Assistant) -> FastAPI:
+    """REST API plus the Gradio chat at ``/`` (mounted last so the API routes take precedence)."""
+    import gradio as gr
+
+    from bot.ui import build_ui
+
+    app = create_api(assistant)
+    return gr.mount_gradio_app(app, build_ui(assistant), path="/")

@@ -1,0 +1,217 @@
+"""The Assistant: the one object the UI, the REST API, the widget and the CLI call.
+
+respond(message) = validate -> (handed off? stay silent) -> intent -> retrieve -> rank -> route -> record.
+Routing: answer when the calibrated confidence is high, offer the top intents when it is middling,
+hand off to a person when it is low (the question is probably outside what the bot knows).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import replace
+
+from core.config import Settings
+from core.errors import InputError, ModelNotFound
+from core.registry import ModelRegistry
+from core.store import FeedbackStore
+from core.types import Feedback, Reply, Source, Suggestion
+from retrieval.encoder import Encoder
+from retrieval.intent import IntentClassifier, IntentPrediction
+from retrieval.knowledge_base import KnowledgeBase
+from retrieval.ranker import Candidate, Ranker
+
+log = logging.getLogger(__name__)
+
+HANDOFF_REQUEST = re.compile(
+    r"\b(talk|speak|chat|connect|transfer)\b.{0,30}\b(person|human|agent|someone|representative|operator|staff)\b"
+    r"|^\s*(human|agent|operator|representative)\s*[.!?]*\s*$",
+    re.IGNORECASE,
+)
+HANDOFF_TEXT = "I'm passing this conversation to a member of our support team. They will reply here as soon as they can."
+SILENT_TEXT = "A member of our support team has this conversation and will reply here. The bot will stay quiet until then."
+OUT_OF_SCOPE_TEXT = (
+    "I'm not sure I can answer that correctly. Could you rephrase it, or would you like to talk to a person?"
+)
+CLARIFY_TEXT = "I want to be sure I understand. Which of these is closest to your question?"
+
+
+def intent_title(intent: str) -> str:
+    """'lost_or_stolen_card' -> 'Lost or stolen card' (the answers file may give better titles)."""
+    text = intent.replace("_", " ").strip(" ?").lower()
+    return text[:1].upper() + text[1:]
+
+
+class Assistant:
+    """Routes a customer's message to an answer, a clarifying question or a person, and records every turn.
+
+    Serving follows the registry's CURRENT pointer: a newly promoted intent model is loaded on the next
+    request, without a restart; requests already running finish on the model they started with.
+
+    Example:
+        >>> assistant = Assistant.from_settings(Settings.from_env())   # doctest: +SKIP
+        >>> assistant.respond("I lost my card, what do I do?").action   # doctest: +SKIP
+        'answer'
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: FeedbackStore,
+        knowledge_base: KnowledgeBase,
+        registry: ModelRegistry,
+        ranker: Ranker | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.kb = knowledge_base
+        self.registry = registry
+        self.ranker = ranker if ranker is not None else Ranker()
+        self._model: tuple[str, IntentClassifier] | None = None
+        self._reload_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Assistant:
+        """Composition root: open the store, the knowledge base and the registry under ``settings.home``."""
+        store = FeedbackStore(settings.db_path)
+        kb = KnowledgeBase(store, index_dir=settings.index_dir, encoder=Encoder())
+        return cls(settings, store=store, knowledge_base=kb, registry=ModelRegistry(settings.models_dir))
+
+    def warm_up(self) -> Assistant:
+        self.kb.open()
+        self.kb.encoder.warm_up()
+        self._classifier()
+        return self
+
+    # ---- model version handling ------------------------------------------------------------
+    def _classifier(self) -> tuple[str, IntentClassifier]:
+        """The serving intent model; reloads when the registry's pointer moved. Keeps the old one on failure."""
+        wanted = self.registry.current_version("intent")
+        current = self._model
+        if current is not None and (wanted is None or current[0] == wanted):
+            return current
+        with self._reload_lock:
+            if self._model is not None and self._model[0] == wanted:
+                return self._model
+            try:
+                version, path = self.registry.current("intent")
+                classifier = IntentClassifier(path).warm_up()
+                self._model = (version, classifier)
+                log.info("serving intent model %s", version)
+            except Exception as err:  # a broken folder must not take serving down
+                if self._model is None:
+                    raise ModelNotFound(f"the intent model {wanted} cannot be loaded: {err}") from err
+                log.error("cannot load intent model %s (%s); still serving %s", wanted, err, self._model[0])
+            return self._model
+
+    @property
+    def model_version(self) -> str:
+        return self._classifier()[0]
+
+    # ---- the pipeline ----------------------------------------------------------------------
+    def _clean(self, message: object) -> tuple[str, str]:
+        if not isinstance(message, str):
+            raise InputError("the message must be text")
+        text = message.replace("\x00", "").strip()
+        if not text:
+            raise InputError("Please type a question first: the message was empty.")
+        notice = ""
+        limit = self.settings.max_message_chars
+        if len(text) > limit:
+            text = text[:limit]
+            notice = f"Your message was longer than {limit} characters, so only the first {limit} were read."
+        return text, notice
+
+    def respond(self, message: str, session_id: str | None = None) -> Reply:
+        """Answer one customer message. Raises InputError (with a plain sentence) for unusable input."""
+        started = time.perf_counter()
+        text, notice = self._clean(message)
+        session_id = session_id or uuid.uuid4().hex
+        version, classifier = self._classifier()
+        base = Reply(
+            turn_id=uuid.uuid4().hex,
+            session_id=session_id,
+            action="handoff",
+            text="",
+            intent="",
+            confidence=0.0,
+            model_version=version,
+            notice=notice,
+        )
+        if self.store.session_state(session_id) == "handoff":
+            reply = replace(base, text=SILENT_TEXT)
+        elif HANDOFF_REQUEST.search(text):
+            self.store.append_session_event(session_id, "handoff")
+            reply = replace(base, text=HANDOFF_TEXT)
+        else:
+            prediction = classifier.predict([text], top=5)[0]
+            retrieved = self.kb.search(self.kb.encoder.encode([text]), self.settings.top_k)[0]
+            ranked = self.ranker.rank(retrieved, dict(zip(prediction.labels, prediction.probabilities)))
+            reply = self._route(base, prediction, ranked)
+        reply = replace(reply, latency_ms=round((time.perf_counter() - started) * 1000, 2))
+        self.store.append_turn(reply, text)
+        return reply
+
+    def _sources(self, ranked: list[Candidate]) -> list[Source]:
+        return [
+            Source(c.ticket.id, round(c.score, 4), c.ticket.intent, c.ticket.question)
+            for c in ranked[: self.settings.num_sources]
+        ]
+
+    def _route(self, base: Reply, prediction: IntentPrediction, ranked: list[Candidate]) -> Reply:
+        confidence = round(prediction.confidence, 4)
+        base = replace(base, intent=prediction.intent, confidence=confidence)
+        if not ranked or prediction.confidence < self.settings.handoff_threshold:
+            return replace(base, action="handoff", text=OUT_OF_SCOPE_TEXT, sources=self._sources(ranked))
+        if prediction.confidence < self.settings.answer_threshold:
+            suggestions = [
+                Suggestion(label, intent_title(label), round(p, 4))
+                for label, p in zip(prediction.labels[:3], prediction.probabilities[:3])
+            ]
+            return replace(base, action="clarify", text=CLARIFY_TEXT, suggestions=suggestions, sources=self._sources(ranked))
+        best = ranked[0]
+        return replace(base, action="answer", text=best.ticket.answer, intent=best.ticket.intent or prediction.intent,
+                       sources=self._sources(ranked))
+
+    def choose(self, turn_id: str, intent: str, session_id: str | None = None) -> Reply:
+        """The customer picked a suggested intent: answer with it and record the choice as a full label."""
+        turn = self.store.turn(turn_id)
+        if turn is None or (session_id is not None and turn["session_id"] != session_id):
+            raise InputError("That suggestion belongs to a conversation I can't find. Please ask again.")
+        rows = self.store.db.execute(
+            "select id, question, answer from tickets where intent = ? order by id limit 1", [intent]
+        ).fetchall()
+        if not rows:
+            raise InputError(f"I don't know the topic {intent!r}. Please pick one of the suggestions.")
+        self.store.append_feedback(Feedback(turn_id, 0, corrected_intent=intent, source="customer"))
+        started = time.perf_counter()
+        reply = Reply(
+            turn_id=uuid.uuid4().hex,
+            session_id=turn["session_id"],
+            action="answer",
+            text=rows[0][2],
+            intent=intent,
+            confidence=1.0,
+            sources=[Source(rows[0][0], 1.0, intent, rows[0][1])],
+            model_version=self.model_version,
+        )
+        reply = replace(reply, latency_ms=round((time.perf_counter() - started) * 1000, 2))
+        self.store.append_turn(reply, f"[chose suggestion] {intent_title(intent)}")
+        return reply
+
+    def feedback(self, turn_id: str, vote: int, *, comment: str = "", session_id: str | None = None) -> int:
+        """Record a customer's thumbs-up (+1) or thumbs-down (-1) on a turn; returns the feedback row id."""
+        return self.store.append_feedback(Feedback(turn_id, vote, comment=comment), session_id=session_id)
+
+    def handoff(self, session_id: str) -> None:
+        self.store.append_session_event(session_id, "handoff")
+
+    def release(self, session_id: str) -> None:
+        self.store.append_session_event(session_id, "release")
+
+    def health(self) -> dict:
+        return {"status": "ok", "model_version": self.model_version, "tickets": self.kb.index.size}

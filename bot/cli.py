@@ -1,0 +1,223 @@
+"""The ``csbot`` command line. Every command is a thin layer over the Assistant, the knowledge base,
+the registry or the retraining command; errors become one plain sentence and exit code 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from core.config import Settings
+from core.errors import CsbotError
+
+
+class PlainErrors(click.Group):
+    """Turn our domain errors into a one-line message instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CsbotError as err:
+            raise click.ClickException(str(err)) from err
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+def _echo_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+@click.group(cls=PlainErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(path_type=Path), default=None, help="Folder for the database, index and models [env CSBOT_HOME; default ./var]")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, verbose: bool) -> None:
+    """csbot: a customer-service bot that answers from historical tickets and learns from votes."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    ctx.obj = {"settings": Settings.from_env(home=home)}
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to bind [env CSBOT_HOST; default 127.0.0.1]")
+@click.option("--port", type=int, default=None, help="Port [env CSBOT_PORT; default 7860]")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the chat UI, the REST API and the widget on one port. The first start trains a quick model.
+
+    Example: csbot serve --port 7860
+    """
+    from training.retrain import ensure_ready  # the first start trains; serving itself never imports training
+
+    import uvicorn
+
+    from bot.api import create_app
+    from bot.assistant import Assistant
+
+    settings = Settings.from_env(home=_settings(ctx).home, host=host, port=port)
+    ensure_ready(settings, on_step=lambda m: click.echo(f"csbot: {m}", err=True))
+    assistant = Assistant.from_settings(settings).warm_up()
+    click.echo(f"csbot: serving model {assistant.model_version} on http://{settings.host}:{settings.port}/", err=True)
+    uvicorn.run(create_app(assistant), host=settings.host, port=settings.port, log_level="warning")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--question-col", default="question", show_default=True)
+@click.option("--answer-col", default="answer", show_default=True)
+@click.option("--intent-col", default=None, help="Column with the intent label, if any")
+@click.option("--id-col", default=None, help="Column with your own ticket id, if any")
+@click.option("--source", default=None, help="Where the tickets come from (default: the file name)")
+@click.pass_context
+def ingest(ctx, file: Path, question_col: str, answer_col: str, intent_col: str | None, id_col: str | None, source: str | None) -> None:
+    """Add historical tickets from a CSV or JSONL file to the knowledge base and its index.
+
+    Example: csbot ingest tickets.csv --question-col subject --answer-col reply --intent-col category
+    """
+    from bot.assistant import Assistant
+
+    assistant = Assistant.from_settings(_settings(ctx))
+    report = assistant.kb.ingest(file, question_col=question_col, answer_col=answer_col, intent_col=intent_col, id_col=id_col, source=source)
+    click.echo(report.summary())
+
+
+@cli.command()
+@click.argument("message")
+@click.option("--session", default=None, help="Continue this session id")
+@click.pass_context
+def ask(ctx, message: str, session: str | None) -> None:
+    """Print the bot's Reply to one message as JSON.
+
+    Example: csbot ask "I lost my card, what do I do?"
+    """
+    from bot.assistant import Assistant
+
+    _echo_json(Assistant.from_settings(_settings(ctx)).respond(message, session).to_dict())
+
+
+@cli.command()
+@click.option("--from-feedback", is_flag=True, help="Add examples from customers' votes and reviewers' corrections")
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--quick", is_flag=True, help="Train only the classifier head on a frozen encoder (about a minute)")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.pass_context
+def train(ctx, from_feedback: bool, epochs: int, max_steps: int | None, batch_size: int, quick: bool, seed: int) -> None:
+    """Retrain the intent model, evaluate it against the serving version, promote it if not worse.
+
+    Example: csbot train --from-feedback --epochs 3
+    """
+    from training.retrain import retrain
+    from training.train_intent import IntentTrainConfig
+
+    cfg = IntentTrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, quick=quick, seed=seed)
+    result = retrain(_settings(ctx), cfg, from_feedback=from_feedback, on_step=lambda m: click.echo(m, err=True))
+    _echo_json({"version": result.version, "promoted": result.promoted, "reason": result.reason})
+
+
+@cli.command(name="eval")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--question-col", default="question", show_default=True)
+@click.option("--intent-col", default="intent", show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the report here")
+@click.pass_context
+def evaluate(ctx, file: Path, question_col: str, intent_col: str, json_out: Path | None) -> None:
+    """Intent accuracy and macro-F1, retrieval hit@1 and MRR@10, latency, on a labelled CSV or JSONL file.
+
+    Example: csbot eval data/eval.csv --json report.json
+    """
+    from bot.assistant import Assistant
+    from bot.evaluation import evaluate_file
+
+    report = evaluate_file(Assistant.from_settings(_settings(ctx)).warm_up(), file, question_col=question_col, intent_col=intent_col)
+    if json_out:
+        json_out.write_text(json.dumps(report, indent=2))
+    _echo_json({k: v for k, v in report.items() if k != "per_intent"})
+
+
+@cli.group()
+def models() -> None:
+    """List, promote and roll back model versions."""
+
+
+@models.command(name="list")
+@click.pass_context
+def models_list(ctx) -> None:
+    """Show every intent model version with its card; '*' marks the serving one.
+
+    Example: csbot models list
+    """
+    from core.registry import ModelRegistry
+
+    for card in ModelRegistry(_settings(ctx).models_dir).versions("intent"):
+        val = (card.get("metrics") or {}).get("validation") or {}
+        gate = card.get("gate", {})
+        click.echo(
+            f"{'*' if card['serving'] else ' '} {card['version']}  {card.get('created_at', '?')}  "
+            f"val_acc={val.get('accuracy', float('nan')):.4f}  parent={card.get('parent')}  {gate.get('decision', '?')}: {gate.get('reason', '')}"
+        )
+
+
+@models.command(name="promote")
+@click.argument("version")
+@click.pass_context
+def models_promote(ctx, version: str) -> None:
+    """Serve VERSION (a running server switches on its next request).
+
+    Example: csbot models promote v0002
+    """
+    from core.registry import ModelRegistry
+
+    ModelRegistry(_settings(ctx).models_dir).promote("intent", version, reason="manual promote")
+    click.echo(f"serving intent model {version}")
+
+
+@models.command(name="rollback")
+@click.pass_context
+def models_rollback(ctx) -> None:
+    """Serve the version that served before the current one.
+
+    Example: csbot models rollback
+    """
+    from core.registry import ModelRegistry
+
+    click.echo(f"serving intent model {ModelRegistry(_settings(ctx).models_dir).rollback('intent')}")
+
+
+@cli.group()
+def feedback() -> None:
+    """Work with the recorded votes."""
+
+
+@feedback.command(name="export")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="CSV file (default: standard output)")
+@click.pass_context
+def feedback_export(ctx, output: Path | None) -> None:
+    """Export every vote with its (redacted) turn as CSV.
+
+    Example: csbot feedback export -o votes.csv
+    """
+    from core.store import FeedbackStore
+
+    store = FeedbackStore(_settings(ctx).db_path)
+    sql = """select f.id, f.created_at, f.turn_id, t.session_id, t.message, t.intent, t.confidence, t.action,
+                    f.vote, f.comment, f.corrected_intent, f.source
+             from feedback f join turns t on t.id = f.turn_id order by f.id"""
+    cursor = store.db.execute(sql)
+    out = output.open("w", newline="") if output else sys.stdout
+    writer = csv.writer(out)
+    writer.writerow([d[0] for d in cursor.description])
+    writer.writerows(cursor)
+    if output:
+        out.close()
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,119 @@
+"""The Gradio chat: thumbs on every bot message (the chatbot's like event), sources, suggestions, handoff.
+
+Callbacks only unpack, call the Assistant and format. Everything a user typed is HTML-escaped before
+it is shown, so markup in a message is displayed as text.
+"""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from bot.assistant import Assistant
+from core.errors import CsbotError
+from core.types import Reply
+
+
+def format_reply(reply: Reply) -> str:
+    """The bot message as Markdown: the answer, then its sources (escaped: ticket text came from users)."""
+    parts = [html.escape(reply.text)]
+    if reply.notice:
+        parts.append(f"_{html.escape(reply.notice)}_")
+    if reply.action == "clarify":
+        parts.append("\n".join(f"- {html.escape(s.title)}" for s in reply.suggestions))
+    if reply.action == "answer" and reply.sources:
+        cited = ", ".join(f"#{s.ticket_id} ({s.score:.2f})" for s in reply.sources)
+        parts.append(f"<sub>Sources: tickets {cited} · {html.escape(reply.intent)} · {reply.confidence:.0%}</sub>")
+    return "\n\n".join(parts)
+
+
+def build_ui(assistant: Assistant) -> gr.Blocks:
+    """Example:
+    >>> build_ui(assistant).launch()   # doctest: +SKIP
+    """
+    with gr.Blocks(title="Support chat", analytics_enabled=False) as demo:
+        gr.Markdown("## Support chat\nAsk about your card, payments, transfers, top-ups or your account.")
+        session = gr.State(None)
+        turn_ids = gr.State([])  # turn id of each chatbot message (None for the customer's own messages)
+        last_suggestions = gr.State([])
+        chatbot = gr.Chatbot(label="Conversation", height=460, feedback_options=("Like", "Dislike"), elem_id="chat")
+        suggestions = gr.Radio(label="Did you mean…", choices=[], visible=False, elem_id="suggestions")
+        with gr.Row():
+            message = gr.Textbox(placeholder="Type your question and press Enter", show_label=False, scale=5, elem_id="message")
+            send = gr.Button("Send", variant="primary", scale=1)
+        with gr.Row():
+            comment = gr.Textbox(placeholder="What was wrong with the last answer? (optional)", show_label=False, scale=5, elem_id="comment")
+            send_comment = gr.Button("Send comment", scale=1)
+            person = gr.Button("Talk to a person", scale=1)
+        status = gr.Markdown(elem_id="status")
+
+        def show(reply: Reply, history: list, ids: list, user_text: str | None):
+            if user_text is not None:
+                history = history + [{"role": "user", "content": html.escape(user_text)}]
+                ids = ids + [None]
+            history = history + [{"role": "assistant", "content": format_reply(reply)}]
+            ids = ids + [reply.turn_id]
+            choices = [(s.title, s.intent) for s in reply.suggestions] if reply.action == "clarify" else []
+            radio = gr.update(choices=choices, value=None, visible=bool(choices))
+            return history, ids, reply.session_id, radio, choices
+
+        def on_send(text, history, ids, session_id):
+            try:
+                reply = assistant.respond(text, session_id)
+            except CsbotError as err:
+                return history, ids, session_id, gr.update(), [], text, str(err)
+            history, ids, session_id, radio, choices = show(reply, history, ids, text)
+            return history, ids, session_id, radio, choices, "", ""
+
+        outputs = [chatbot, turn_ids, session, suggestions, last_suggestions, message, status]
+        message.submit(on_send, [message, chatbot, turn_ids, session], outputs)
+        send.click(on_send, [message, chatbot, turn_ids, session], outputs)
+
+        def on_choose(intent, offered, history, ids, session_id):
+            if not intent:
+                return history, ids, session_id, gr.update(), [], gr.update(), ""
+            last_bot = next((t for t in reversed(ids) if t), None)
+            try:
+                reply = assistant.choose(last_bot, intent, session_id)
+            except CsbotError as err:
+                return history, ids, session_id, gr.update(), [], gr.update(), str(err)
+            title = next((t for t, i in offered if i == intent), intent)
+            history, ids, session_id, radio, choices = show(reply, history, ids, title)
+            return history, ids, session_id, radio, choices, gr.update(), ""
+
+        suggestions.input(on_choose, [suggestions, last_suggestions, chatbot, turn_ids, session], outputs)
+
+        def on_like(data: gr.LikeData, ids, session_id, note):
+            index = data.index if isinstance(data.index, int) else data.index[0]
+            turn_id = ids[index] if 0 <= index < len(ids) else None
+            if turn_id is None:
+                return "You can vote on the bot's messages only."
+            liked = data.liked is True or data.liked == "Like"
+            try:
+                assistant.feedback(turn_id, 1 if liked else -1, comment=note or "", session_id=session_id)
+            except CsbotError as err:
+                return str(err)
+            return "Thanks for the feedback!" if liked else "Thanks, we'll use this to improve. Add a comment below if you like."
+
+        chatbot.like(on_like, [turn_ids, session, comment], [status])
+
+        def on_comment(note, ids, session_id):
+            last_bot = next((t for t in reversed(ids) if t), None)
+            if not note.strip() or last_bot is None:
+                return note, "Write a comment about one of the bot's answers first."
+            try:
+                assistant.feedback(last_bot, -1, comment=note, session_id=session_id)
+            except CsbotError as err:
+                return note, str(err)
+            return "", "Thanks, your comment was recorded."
+
+        send_comment.click(on_comment, [comment, turn_ids, session], [comment, status])
+
+        def on_person(history, ids, session_id):
+            reply = assistant.respond("I want to talk to a person", session_id)
+            history, ids, session_id, radio, choices = show(reply, history, ids, "Talk to a person")
+            return history, ids, session_id, radio, choices, gr.update(), ""
+
+        person.click(on_person, [chatbot, turn_ids, session], outputs)
+    return demo

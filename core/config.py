@@ -1,0 +1,74 @@
+"""Settings: sensible defaults, overridden by ``CSBOT_*`` environment variables, then by CLI flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from core.errors import CsbotError
+
+_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a deployment may want to change.
+
+    Example:
+        >>> Settings.from_env({"CSBOT_PORT": "8000"}).port
+        8000
+    """
+
+    home: Path = Path("var")  # database, index and model versions live here
+    host: str = "127.0.0.1"
+    port: int = 7860
+    default_tickets: Path = _DATA_DIR / "tickets.csv"
+    eval_file: Path = _DATA_DIR / "eval.csv"
+    answer_threshold: float = 0.5  # calibrated confidence needed to answer outright
+    handoff_threshold: float = 0.2  # below this the question is out of scope: hand off to a person
+    max_message_chars: int = 2000  # longer messages are truncated, with a notice
+    top_k: int = 20  # candidates retrieved before ranking
+    num_sources: int = 3  # sources shown with an answer
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.handoff_threshold <= self.answer_threshold <= 1.0:
+            raise CsbotError(
+                "expected 0 <= handoff_threshold <= answer_threshold <= 1, found "
+                f"{self.handoff_threshold} and {self.answer_threshold}; set CSBOT_HANDOFF_THRESHOLD/CSBOT_ANSWER_THRESHOLD"
+            )
+        if self.top_k < 1 or self.num_sources < 1 or self.max_message_chars < 1:
+            raise CsbotError("top_k, num_sources and max_message_chars must be at least 1")
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "csbot.db"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``CSBOT_<FIELD>`` variables, then apply non-None keyword overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"CSBOT_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            kind = type(getattr(cls, f.name))
+            try:
+                values[f.name] = Path(raw) if kind in (Path, type(Path())) else kind(raw)
+            except ValueError as err:
+                raise CsbotError(f"CSBOT_{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from err
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}

@@ -1,0 +1,69 @@
+"""Database schema as sqlite-utils migrations: applied on every open, each exactly once."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("csbot")
+
+
+@migrations()
+def m001_tickets(db: Database) -> None:
+    db["tickets"].create(
+        {
+            "id": int,
+            "external_id": str,
+            "question": str,
+            "answer": str,
+            "intent": str,
+            "created_at": str,
+            "source": str,
+            "question_key": str,  # normalised question + answer: identical tickets are stored once
+        },
+        pk="id",
+        not_null={"question", "answer"},
+    )
+    db["tickets"].create_index(["question_key"], unique=True)
+    db["tickets"].create_index(["intent"])
+
+
+@migrations()
+def m002_turns_and_feedback(db: Database) -> None:
+    db["turns"].create(
+        {
+            "id": str,
+            "session_id": str,
+            "created_at": str,
+            "message": str,  # redacted
+            "action": str,
+            "text": str,
+            "intent": str,
+            "confidence": float,
+            "suggestions": str,  # JSON
+            "sources": str,  # JSON
+            "model_version": str,
+            "latency_ms": float,
+            "notice": str,
+        },
+        pk="id",
+    )
+    db["turns"].create_index(["session_id"])
+    db["feedback"].create(
+        {
+            "id": int,
+            "turn_id": str,
+            "vote": int,
+            "comment": str,  # redacted
+            "corrected_intent": str,
+            "source": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("turn_id", "turns", "id")],
+    )
+    db["feedback"].create_index(["turn_id"])
+    db["session_events"].create(
+        {"id": int, "session_id": str, "event": str, "created_at": str},
+        pk="id",
+    )
+    db["session_events"].create_index(["session_id"])

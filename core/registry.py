@@ -1,0 +1,134 @@
+"""Model registry: numbered version folders with a JSON card, and a CURRENT pointer that serving follows.
+
+Training writes into a staging folder and publishes it by an atomic rename, so a crash never leaves a
+half-written version that could be promoted. Promote and rollback only move the pointer (atomic
+``os.replace``); every pointer move is appended to ``history.jsonl`` so rollback knows where to go.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from core.errors import InputError, ModelNotFound
+
+_VERSION = re.compile(r"^v\d{4,}$")
+
+
+class ModelRegistry:
+    """Versions of each model kind under ``root/<kind>/``.
+
+    Example:
+        >>> reg = ModelRegistry(tmp_path)                         # doctest: +SKIP
+        >>> staging = reg.staging_dir("intent"); model.save_pretrained(staging)   # doctest: +SKIP
+        >>> version = reg.publish("intent", staging, card={"metrics": {...}})      # doctest: +SKIP
+        >>> reg.promote("intent", version)                        # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _kind_dir(self, kind: str) -> Path:
+        if not re.fullmatch(r"[a-z_]+", kind):
+            raise InputError(f"unknown model kind {kind!r}")
+        return self.root / kind
+
+    def staging_dir(self, kind: str) -> Path:
+        path = self._kind_dir(kind) / f".staging-{uuid.uuid4().hex[:8]}"
+        path.mkdir(parents=True)
+        return path
+
+    def publish(self, kind: str, staging: Path, card: dict[str, Any]) -> str:
+        """Give a fully written staging folder the next version number; returns the version."""
+        card = {**card, "kind": kind, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        kind_dir = self._kind_dir(kind)
+        while True:
+            numbers = [int(p.name[1:]) for p in kind_dir.iterdir() if _VERSION.match(p.name)]
+            version = f"v{max(numbers, default=0) + 1:04d}"
+            card["version"] = version
+            (staging / "card.json").write_text(json.dumps(card, indent=2, default=str))
+            try:
+                os.rename(staging, kind_dir / version)  # atomic; fails if another process took the number
+                return version
+            except OSError:
+                if not (kind_dir / version).exists():
+                    raise
+
+    def versions(self, kind: str) -> list[dict[str, Any]]:
+        """Cards of all published versions, oldest first, with ``serving`` marking the current one."""
+        kind_dir = self._kind_dir(kind)
+        if not kind_dir.exists():
+            return []
+        serving = self.current_version(kind)
+        cards = []
+        for path in sorted(p for p in kind_dir.iterdir() if _VERSION.match(p.name)):
+            try:
+                card = json.loads((path / "card.json").read_text())
+            except (OSError, ValueError):
+                card = {"version": path.name, "error": "card.json is missing or unreadable"}
+            card["serving"] = path.name == serving
+            cards.append(card)
+        return cards
+
+    def current_version(self, kind: str) -> str | None:
+        try:
+            version = (self._kind_dir(kind) / "CURRENT").read_text().strip()
+        except FileNotFoundError:
+            return None
+        return version or None
+
+    def current(self, kind: str) -> tuple[str, Path]:
+        """The serving version and its folder. Raises ModelNotFound when there is none."""
+        version = self.current_version(kind)
+        if version is None:
+            raise ModelNotFound(f"no {kind} model is serving yet; run `csbot train` (or `csbot serve` trains one)")
+        return version, self.path(kind, version)
+
+    def path(self, kind: str, version: str) -> Path:
+        if not _VERSION.match(version):
+            raise InputError(f"{version!r} is not a version name; expected something like v0003")
+        path = self._kind_dir(kind) / version
+        if not (path / "card.json").is_file():
+            raise ModelNotFound(f"{kind} version {version} does not exist or is incomplete (no card.json in {path})")
+        return path
+
+    def card(self, kind: str, version: str) -> dict[str, Any]:
+        return json.loads((self.path(kind, version) / "card.json").read_text())
+
+    def promote(self, kind: str, version: str, *, reason: str = "promote") -> None:
+        """Point serving at ``version`` (which must exist)."""
+        self.path(kind, version)
+        kind_dir = self._kind_dir(kind)
+        tmp = kind_dir / f".CURRENT-{uuid.uuid4().hex[:8]}"
+        tmp.write_text(version + "\n")
+        os.replace(tmp, kind_dir / "CURRENT")
+        entry = {"version": version, "reason": reason, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        with (kind_dir / "history.jsonl").open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def rollback(self, kind: str) -> str:
+        """Serve the version that served before the current one; returns it."""
+        current = self.current_version(kind)
+        history_file = self._kind_dir(kind) / "history.jsonl"
+        history = [json.loads(line)["version"] for line in history_file.read_text().splitlines()] if history_file.exists() else []
+        # Walk back past every entry of the current version to the one before it.
+        earlier = [v for v in history if v != current]
+        if not earlier:
+            raise ModelNotFound(f"no earlier {kind} version to roll back to (serving {current})")
+        previous = earlier[-1]
+        self.promote(kind, previous, reason=f"rollback from {current}")
+        return previous
+
+    def clean_staging(self, kind: str) -> int:
+        """Remove folders left by interrupted trainings; returns how many."""
+        kind_dir = self._kind_dir(kind)
+        stale = list(kind_dir.glob(".staging-*")) if kind_dir.exists() else []
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+        return len(stale)

@@ -1,0 +1,143 @@
+"""The feedback store: one SQLite file, written through sqlite-utils, append-only for events.
+
+Turns, votes and session events are only ever inserted; a correction is a new row. Every
+connection runs in WAL mode with a busy timeout so several threads and processes can write at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from core.errors import CsbotError, InputError, UnknownTurn
+from core.migrations import migrations
+from core.redact import redact
+from core.types import Feedback, Reply
+
+MAX_COMMENT_CHARS = 2000
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class FeedbackStore:
+    """Append-only store of turns, votes and session events (plus the ticket table the knowledge base owns).
+
+    Example:
+        >>> store = FeedbackStore(":memory:")
+        >>> store.session_state("s1")
+        'bot'
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._memory_db: Database | None = None
+        if self.path == ":memory:":
+            # One shared connection: an in-memory database exists only inside its connection.
+            self._memory_db = Database(sqlite3.connect(":memory:", check_same_thread=False))
+            self._prepare(self._memory_db)
+        else:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.db  # open once now so migrations run (and errors surface) at start-up
+
+    @property
+    def db(self) -> Database:
+        """This thread's connection (sqlite3 connections must not be shared across threads)."""
+        if self._memory_db is not None:
+            return self._memory_db
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+                db = Database(conn)
+                self._prepare(db)
+            except sqlite3.DatabaseError as err:
+                raise CsbotError(f"cannot open the database {self.path}: {err}") from err
+            self._local.db = db
+        return db
+
+    @staticmethod
+    def _prepare(db: Database) -> None:
+        db.execute("PRAGMA busy_timeout = 30000")
+        db.execute("PRAGMA foreign_keys = ON")
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "memory":
+            db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable against a killed process (the WAL survives); only power loss can drop a commit.
+            db.execute("PRAGMA synchronous = NORMAL")
+        migrations.apply(db)
+
+    # ---- writes (insert only) -------------------------------------------------------------
+    def append_turn(self, reply: Reply, message: str) -> None:
+        """Record one bot turn with the customer's (redacted) message."""
+        row = asdict(reply)
+        row.update(
+            id=row.pop("turn_id"),
+            created_at=utc_now(),
+            message=redact(message),
+            suggestions=json.dumps(row["suggestions"]),
+            sources=json.dumps(row["sources"]),
+        )
+        with self.db.conn:
+            self.db["turns"].insert(row)
+
+    def append_feedback(self, feedback: Feedback, *, session_id: str | None = None) -> int:
+        """Record a vote or correction; returns its row id.
+
+        Raises:
+            UnknownTurn: the turn does not exist, or ``session_id`` is given and the turn is not in it.
+            InputError: the vote is not +1, -1 or 0.
+        """
+        if feedback.vote not in (1, -1, 0):
+            raise InputError(f"a vote must be up (+1) or down (-1), found {feedback.vote!r}")
+        turn = self.turn(feedback.turn_id)
+        if turn is None or (session_id is not None and turn["session_id"] != session_id):
+            raise UnknownTurn(f"there is no turn {feedback.turn_id!r} in this conversation")
+        row = asdict(feedback)
+        row["comment"] = redact(feedback.comment[:MAX_COMMENT_CHARS])
+        row["created_at"] = feedback.created_at or utc_now()
+        with self.db.conn:
+            return self.db["feedback"].insert(row).last_pk
+
+    def append_session_event(self, session_id: str, event: str) -> None:
+        """Record ``handoff`` (a person takes over) or ``release`` (the bot may answer again)."""
+        if event not in ("handoff", "release"):
+            raise InputError(f"unknown session event {event!r}; expected 'handoff' or 'release'")
+        with self.db.conn:
+            self.db["session_events"].insert({"session_id": session_id, "event": event, "created_at": utc_now()})
+
+    # ---- reads ----------------------------------------------------------------------------
+    def turn(self, turn_id: str) -> dict[str, Any] | None:
+        rows = list(self.db["turns"].rows_where("id = ?", [turn_id], limit=1))
+        return rows[0] if rows else None
+
+    def session_state(self, session_id: str) -> str:
+        """``'handoff'`` while a person owns the conversation, else ``'bot'``."""
+        rows = list(
+            self.db["session_events"].rows_where("session_id = ?", [session_id], order_by="id desc", limit=1)
+        )
+        return "handoff" if rows and rows[0]["event"] == "handoff" else "bot"
+
+    def count(self, table: str) -> int:
+        return self.db[table].count
+
+    def feedback_rows(self, *, cutoff: str | None = None) -> Iterator[dict[str, Any]]:
+        """Each voted turn with its latest vote (newer votes supersede older ones), up to ``cutoff``."""
+        where = "" if cutoff is None else "where f.created_at <= :cutoff"
+        sql = f"""
+            select t.id as turn_id, t.session_id, t.message, t.intent, t.confidence, t.action, t.sources,
+                   f.vote, f.comment, f.corrected_intent, f.source, f.created_at
+            from feedback f join turns t on t.id = f.turn_id
+            where f.id in (select max(f.id) from feedback f {where} group by f.turn_id, f.source)
+            order by f.id
+        """
+        yield from self.db.query(sql, {"cutoff": cutoff} if cutoff else {})

@@ -1,0 +1,72 @@
+"""The data contracts of DESIGN.md as frozen dataclasses: every step returns new objects."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Action = Literal["answer", "clarify", "handoff"]
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A resolved historical support ticket: a customer's question and the answer that resolved it."""
+
+    id: int
+    question: str
+    answer: str
+    intent: str = ""
+    created_at: str = ""
+    source: str = ""
+    external_id: str = ""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A ticket an answer was drawn from, with its ranking score."""
+
+    ticket_id: int
+    score: float
+    intent: str = ""
+    question: str = ""
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """An intent offered when the bot asks the customer to clarify."""
+
+    intent: str
+    title: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the bot says for one turn; the same object feeds the UI, the REST API, the widget and the CLI."""
+
+    turn_id: str
+    session_id: str
+    action: Action
+    text: str
+    intent: str
+    confidence: float
+    suggestions: list[Suggestion] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    model_version: str = ""
+    latency_ms: float = 0.0
+    notice: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A vote on a turn. Append-only: a newer vote on the same turn supersedes the older when training reads it."""
+
+    turn_id: str
+    vote: int  # +1 up, -1 down, 0 for a correction without a vote
+    comment: str = ""
+    corrected_intent: str = ""
+    source: Literal["customer", "reviewer"] = "customer"
+    created_at: str = ""

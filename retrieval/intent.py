@@ -1,0 +1,143 @@
+"""The intent classifier: MiniLM with mean pooling and a cosine-similarity head, saved with ``save_pretrained``.
+
+Why this shape: mean pooling is what all-MiniLM-L6-v2 was trained with, and a cosine head initialised
+from the class means starts close to a nearest-centroid classifier, so even a frozen encoder with a
+head trained for seconds is a usable first model. The saved folder is a standard BERT checkpoint
+(``AutoModel.from_pretrained`` loads its encoder) plus the head and our settings in ``config.json``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoTokenizer, BertConfig, BertModel, BertPreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+MAX_TOKENS = 64  # BANKING77 queries are short; longer messages are cut for the classifier only
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+class IntentModel(BertPreTrainedModel):
+    """BERT encoder -> mean pool -> L2 normalise -> scaled cosine similarity with one vector per intent.
+
+    ``config.scale`` sharpens the cosine logits during training; ``config.calibration_temperature`` is fitted after
+    training on held-out data so that softmax(logits / T) is calibrated.
+    """
+
+    config_class = BertConfig
+    base_model_prefix = "bert"
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def embed(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
+        return F.normalize(mean_pool(hidden, attention_mask), dim=-1)
+
+    def head(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Cosine logits for already-pooled, normalised embeddings."""
+        weight = F.normalize(self.classifier.weight, dim=-1)
+        return float(getattr(self.config, "scale", 20.0)) * embeddings @ weight.T
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **_):
+        logits = self.head(self.embed(input_ids, attention_mask, token_type_ids))
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits, labels, label_smoothing=float(getattr(self.config, "label_smoothing", 0.0)))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+@dataclass(frozen=True)
+class IntentPrediction:
+    """Calibrated probabilities over intents, best first."""
+
+    labels: list[str]
+    probabilities: list[float]
+
+    @property
+    def intent(self) -> str:
+        return self.labels[0]
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[0]
+
+
+class IntentClassifier:
+    """Inference wrapper around a saved IntentModel folder.
+
+    Example:
+        >>> clf = IntentClassifier(Path("var/models/intent/v0001")).warm_up()   # doctest: +SKIP
+        >>> clf.predict(["I lost my card"])[0].intent                            # doctest: +SKIP
+        'lost_or_stolen_card'
+    """
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = Path(model_dir)
+        self._model: IntentModel | None = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> IntentClassifier:
+        with self._lock:
+            if self._model is None:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+                model = IntentModel.from_pretrained(self.model_dir)
+                model.eval()
+                self._model = model
+        return self
+
+    @property
+    def labels(self) -> list[str]:
+        self.warm_up()
+        return [self._model.config.id2label[i] for i in range(self._model.config.num_labels)]
+
+    @property
+    def config(self) -> BertConfig:
+        self.warm_up()
+        return self._model.config
+
+    def logits(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """Uncalibrated logits, shape (len(texts), num_intents)."""
+        self.warm_up()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = self._tokenizer(
+                    texts[start : start + batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=MAX_TOKENS,
+                    return_tensors="pt",
+                )
+                out.append(self._model(**batch).logits.float().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """Calibrated probabilities: softmax(logits / temperature)."""
+        temperature = float(getattr(self.config, "calibration_temperature", 1.0))
+        logits = self.logits(texts) / temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: list[str], top: int = 5) -> list[IntentPrediction]:
+        labels = self.labels
+        result = []
+        for row in self.probabilities(texts):
+            order = np.argsort(-row)[:top]
+            result.append(IntentPrediction([labels[i] for i in order], [float(row[i]) for i in order]))
+        return result

@@ -1,0 +1,261 @@
+"""Fine-tune the intent classifier with HF accelerate, in the shape of accelerate's ``nlp_example.py``.
+
+Runs unchanged on a CPU, one GPU (bf16 when supported) or many (``accelerate launch -m training.train_intent``).
+Two modes share one function: ``quick`` trains only the cosine head on frozen embeddings (seconds; the
+first model a fresh install serves), the full mode fine-tunes the encoder too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, BertConfig, get_linear_schedule_with_warmup
+from transformers.utils import logging as hf_logging
+
+from retrieval.intent import MAX_TOKENS, IntentModel
+from training.data import Example
+
+log = logging.getLogger(__name__)
+hf_logging.set_verbosity_error()
+
+
+@dataclass(frozen=True)
+class IntentTrainConfig:
+    """Hyper-parameters; serialised into the model card."""
+
+    epochs: int = 3
+    max_steps: int | None = None  # stop after this many optimiser steps (tests, smoke runs)
+    batch_size: int = 32
+    lr_encoder: float = 8e-5
+    lr_head: float = 1e-3
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.1
+    scale: float = 20.0
+    grad_accum: int = 1
+    patience: int = 2  # epochs without validation improvement before stopping
+    quick: bool = False  # head only, encoder frozen
+    head_steps: int = 300
+    head_lr: float = 0.02
+    seed: int = 42
+    cpu: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("epochs, batch_size and grad_accum must be at least 1")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ValueError(f"max_steps must be >= 0, found {self.max_steps}")
+
+
+def _batches(texts: list[str], size: int):
+    for start in range(0, len(texts), size):
+        yield texts[start : start + size]
+
+
+@torch.inference_mode()
+def embed_texts(model: IntentModel, tokenizer, texts: list[str], device: torch.device, batch_size: int = 128) -> torch.Tensor:
+    model.eval()
+    out = []
+    for batch in _batches(texts, batch_size):
+        enc = tokenizer(batch, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt").to(device)
+        out.append(model.embed(**enc).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.config.hidden_size)
+
+
+def calibrate_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Temperature T minimising the NLL of softmax(logits / T) on held-out data (Guo et al. 2017)."""
+    if len(labels) == 0:
+        return 1.0
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.exp().clamp(0.05, 20.0))
+
+
+def _init_model(init_dir: Path, labels: list[str], cfg: IntentTrainConfig) -> IntentModel:
+    """Start from ``init_dir`` (the base encoder or a previous intent version); keep its head if the labels match."""
+    config = BertConfig.from_pretrained(init_dir)
+    same_labels = getattr(config, "architectures", None) == ["IntentModel"] and [
+        config.id2label[i] for i in range(config.num_labels)
+    ] == labels
+    config.num_labels = len(labels)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    config.scale = cfg.scale
+    config.label_smoothing = cfg.label_smoothing
+    model = IntentModel.from_pretrained(init_dir, config=config, ignore_mismatched_sizes=True)
+    model._keep_head = same_labels  # noqa: SLF001 - read once by train_intent_model
+    return model
+
+
+def train_intent_model(
+    train: list[Example],
+    val: list[Example],
+    *,
+    init_dir: Path,
+    out_dir: Path,
+    cfg: IntentTrainConfig = IntentTrainConfig(),
+) -> dict:
+    """Train, calibrate and ``save_pretrained`` an intent model into ``out_dir``; returns training facts.
+
+    Example:
+        >>> train_intent_model(train, val, init_dir=base_model_path(), out_dir=Path("/tmp/m"),   # doctest: +SKIP
+        ...                    cfg=IntentTrainConfig(quick=True))
+    """
+    started = time.perf_counter()
+    if not train:
+        raise ValueError("no labelled training examples: ingest tickets with an intent column first")
+    # 1. Accelerator first: it decides the device and precision (bf16 on a GPU that supports it).
+    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not cfg.cpu
+    accelerator = Accelerator(cpu=cfg.cpu, mixed_precision="bf16" if use_bf16 else "no", gradient_accumulation_steps=cfg.grad_accum)
+    # 2. Seed before the model is built so the seed controls every random init and shuffle.
+    set_seed(cfg.seed)
+    labels = sorted({e.label for e in train})
+    label_id = {label: i for i, label in enumerate(labels)}
+    val = [e for e in val if e.label in label_id]
+    tokenizer = AutoTokenizer.from_pretrained(init_dir)
+    model = _init_model(init_dir, labels, cfg).to(accelerator.device)
+
+    # 3. Head initialisation from class means of the starting encoder: a nearest-centroid classifier.
+    train_texts = [e.text for e in train]
+    y_train = torch.tensor([label_id[e.label] for e in train])
+    w_train = torch.tensor([e.weight for e in train], dtype=torch.float)
+    embeddings = embed_texts(model, tokenizer, train_texts, accelerator.device)
+    if not model._keep_head:  # noqa: SLF001
+        means = torch.zeros(len(labels), embeddings.shape[1]).index_add_(0, y_train, embeddings)
+        model.classifier.weight.data = F.normalize(means, dim=-1).to(model.classifier.weight)
+
+    # 4. Quick mode: optimise the head alone on the cached embeddings (full batch).
+    if cfg.quick or cfg.max_steps == 0:
+        head = torch.nn.Parameter(model.classifier.weight.detach().cpu().clone())
+        opt = torch.optim.Adam([head], lr=cfg.head_lr)
+        for _ in range(cfg.head_steps):
+            opt.zero_grad()
+            logits = cfg.scale * embeddings @ F.normalize(head, dim=-1).T
+            loss = (F.cross_entropy(logits, y_train, reduction="none", label_smoothing=cfg.label_smoothing) * w_train).mean()
+            loss.backward()
+            opt.step()
+        model.classifier.weight.data = head.detach().to(model.classifier.weight)
+        steps_done = 0
+    else:
+        steps_done = _fine_tune(accelerator, model, tokenizer, train_texts, y_train, w_train, val, label_id, cfg)
+        model = accelerator.unwrap_model(model)
+
+    # 5. Calibrate on validation data, never on the test split.
+    val_logits = _logits(model, tokenizer, [e.text for e in val], accelerator.device)
+    y_val = torch.tensor([label_id[e.label] for e in val], dtype=torch.long)
+    temperature = calibrate_temperature(val_logits, y_val)
+    model.config.calibration_temperature = temperature
+    val_accuracy = float((val_logits.argmax(1) == y_val).float().mean()) if len(val) else float("nan")
+
+    # 6. Save in the Hugging Face format (main process only when distributed).
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    accelerator.end_training()
+    return {
+        "config": asdict(cfg),
+        "labels": len(labels),
+        "train_examples": len(train),
+        "val_examples": len(val),
+        "steps": steps_done,
+        "val_accuracy": val_accuracy,
+        "temperature": temperature,
+        "train_seconds": round(time.perf_counter() - started, 2),
+        "device": str(accelerator.device),
+        "mixed_precision": accelerator.mixed_precision,
+    }
+
+
+def _logits(model: IntentModel, tokenizer, texts: list[str], device: torch.device) -> torch.Tensor:
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for batch in _batches(texts, 128):
+            enc = tokenizer(batch, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt").to(device)
+            out.append(model(**enc).logits.float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.config.num_labels)
+
+
+def _fine_tune(accelerator, model, tokenizer, texts, y, w, val, label_id, cfg: IntentTrainConfig) -> int:
+    """The accelerate training loop; keeps the weights of the best validation epoch. Returns optimiser steps."""
+    dataset = list(zip(texts, y.tolist(), w.tolist()))
+
+    def collate(batch):
+        enc = tokenizer([b[0] for b in batch], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+        enc["labels"] = torch.tensor([b[1] for b in batch])
+        enc["weights"] = torch.tensor([b[2] for b in batch], dtype=torch.float)
+        return enc
+
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate)
+    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
+    total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
+    # Layer groups: a gentle rate for the pretrained encoder, a fast one for the small head.
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.bert.parameters(), "lr": cfg.lr_encoder},
+            {"params": model.classifier.parameters(), "lr": cfg.lr_head},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+
+    val_texts = [e.text for e in val]
+    y_val = torch.tensor([label_id[e.label] for e in val], dtype=torch.long)
+    best_acc, best_state, stale, step = -1.0, None, 0, 0
+    progress = tqdm(total=total, desc="training intent model", disable=not accelerator.is_local_main_process)
+    for epoch in range(cfg.epochs):
+        model.train()
+        for batch in loader:
+            with accelerator.accumulate(model):
+                weights = batch.pop("weights")
+                labels = batch.pop("labels")
+                logits = model(**batch).logits
+                loss = F.cross_entropy(logits.float(), labels, reduction="none", label_smoothing=cfg.label_smoothing)
+                loss = (loss * weights).sum() / weights.sum().clamp(min=1e-6)
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            if accelerator.sync_gradients:
+                step += 1
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
+            if step >= total:
+                break
+        # Early stopping on the validation split carved from the training tickets.
+        unwrapped = accelerator.unwrap_model(model)
+        acc = float((_logits(unwrapped, tokenizer, val_texts, accelerator.device).argmax(1) == y_val).float().mean()) if val else 0.0
+        accelerator.print(f"epoch {epoch}: validation accuracy {acc:.4f}")
+        if acc > best_acc:
+            best_acc, stale = acc, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
+        else:
+            stale += 1
+        if step >= total or stale >= cfg.patience:
+            break
+    progress.close()
+    if best_state is not None:
+        accelerator.unwrap_model(model).load_state_dict(best_state)
+    return step
