@@ -13,7 +13,7 @@ _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
 # 13-19 digits, optionally grouped by spaces or dashes, checked with Luhn before redacting.
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 # International or national phone numbers: 7+ digits with optional +, spaces, dots, dashes, brackets.
-_PHONE = re.compile(r"(?<![\w+])(?:\+|00)?\d[\d ().\-]{6,}\d(?!\w)")
+_PHONE = re.compile(r"(?<![\w+(])(?:\+|00)?\(?\d[\d ().\-]{6,}\d(?!\w)")
 
 
 def luhn_valid(digits: str) -> bool:

@@ -18,6 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, BertConfig, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import logging as hf_logging
+
+hf_logging.set_verbosity_error()  # load reports for our own head are expected, not news
+hf_logging.disable_progress_bar()
 
 MAX_TOKENS = 64  # BANKING77 queries are short; longer messages are cut for the classifier only
 

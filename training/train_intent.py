@@ -87,7 +87,7 @@ def calibrate_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
         return loss
 
     opt.step(closure)
-    return float(log_t.exp().clamp(0.05, 20.0))
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
 def _init_model(init_dir: Path, labels: list[str], cfg: IntentTrainConfig) -> IntentModel:

@@ -1,0 +1,72 @@
+"""Shared fixtures: a small real home (SQLite file, FAISS index, a quick-trained intent model) built once.
+
+Everything is real and offline: the packaged MiniLM, real SQLite files, a real FAISS index, real training.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from core.config import Settings  # noqa: E402
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+PER_INTENT = 15
+
+
+@pytest.fixture(scope="session")
+def small_tickets(tmp_path_factory) -> Path:
+    """A CSV with the first PER_INTENT bundled tickets of every intent (1,155 rows)."""
+    path = tmp_path_factory.mktemp("data") / "small.csv"
+    seen: dict[str, int] = {}
+    with (DATA / "tickets.csv").open() as f, path.open("w", newline="") as out:
+        reader = csv.DictReader(f)
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames)
+        writer.writeheader()
+        for row in reader:
+            if seen.get(row["intent"], 0) < PER_INTENT:
+                seen[row["intent"]] = seen.get(row["intent"], 0) + 1
+                writer.writerow(row)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ready_home(tmp_path_factory, small_tickets) -> Path:
+    """A home with the small knowledge base ingested, indexed and a quick intent model serving (built once)."""
+    from training.retrain import ensure_ready
+
+    home = tmp_path_factory.mktemp("home")
+    ensure_ready(Settings(home=home, default_tickets=small_tickets))
+    return home
+
+
+@pytest.fixture
+def home(ready_home, tmp_path) -> Path:
+    """A private copy of the ready home, so each test may write freely."""
+    dest = tmp_path / "home"
+    shutil.copytree(ready_home, dest)
+    return dest
+
+
+@pytest.fixture
+def settings(home) -> Settings:
+    return Settings(home=home)
+
+
+@pytest.fixture
+def assistant(settings):
+    from bot.assistant import Assistant
+
+    return Assistant.from_settings(settings).warm_up()
+
+
+def with_thresholds(settings: Settings, answer: float, handoff: float) -> Settings:
+    return replace(settings, answer_threshold=answer, handoff_threshold=handoff)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from bot.cli import cli
+
+
+def run(home, *args):
+    return CliRunner().invoke(cli, ["--home", str(home), *args], catch_exceptions=False)
+
+
+def test_ask_prints_a_reply(home):
+    result = run(home, "ask", "I lost my card, what do I do?")
+    assert result.exit_code == 0, result.output
+    reply = json.loads(result.output)
+    assert reply["action"] == "answer" and reply["intent"] == "lost_or_stolen_card"
+
+
+def test_ingest_reports_and_refuses_plainly(home, tmp_path):
+    good = tmp_path / "t.csv"
+    good.write_text("q,a\nHow do I close my account?,Use Profile > Close account.\nbroken,row,here\n")
+    result = run(home, "ingest", str(good), "--question-col", "q", "--answer-col", "a")
+    assert result.exit_code == 0
+    assert "added 1 tickets" in result.output and "line 3: expected 2 fields, found 3" in result.output
+    result = run(home, "ingest", str(good), "--question-col", "subject", "--answer-col", "a")
+    assert result.exit_code == 1
+    assert "Error: t.csv has no column --question-col 'subject'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_models_list_promote_and_rollback(home):
+    listing = run(home, "models", "list")
+    assert listing.exit_code == 0 and listing.output.startswith("* v0001")
+    assert run(home, "models", "promote", "v0009").exit_code == 1
+    result = run(home, "models", "rollback")
+    assert result.exit_code == 1 and "no earlier intent version" in result.output
+
+
+def test_eval_writes_a_report(home, tmp_path):
+    data = tmp_path / "eval.csv"
+    data.write_text("question,intent\nI lost my card,lost_or_stolen_card\nmy card got stuck in the ATM,card_swallowed\n")
+    out = tmp_path / "report.json"
+    result = run(home, "eval", str(data), "--json", str(out))
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["n"] == 2 and 0 <= report["accuracy"] <= 1
+    assert set(report["retrieval"]["hit_at_1"]) == {"without_ranker", "with_ranker"}
+
+
+def test_feedback_export(home, tmp_path):
+    reply = json.loads(run(home, "ask", "I lost my card").output)
+    from core.config import Settings
+    from core.store import FeedbackStore
+    from core.types import Feedback
+
+    FeedbackStore(Settings(home=home).db_path).append_feedback(Feedback(reply["turn_id"], -1, comment="my phone is +44 20 7946 0958"))
+    out = tmp_path / "votes.csv"
+    assert run(home, "feedback", "export", "-o", str(out)).exit_code == 0
+    text = out.read_text()
+    assert reply["turn_id"] in text and "[PHONE]" in text and "7946" not in text

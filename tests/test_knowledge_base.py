@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from core.errors import IngestError
+from core.store import FeedbackStore
+from retrieval.encoder import Encoder
+from retrieval.index import TicketIndex, choose_spec
+from retrieval.knowledge_base import KnowledgeBase
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return Encoder().warm_up()
+
+
+def make_kb(tmp_path, encoder) -> KnowledgeBase:
+    return KnowledgeBase(FeedbackStore(tmp_path / "csbot.db"), index_dir=tmp_path / "index", encoder=encoder)
+
+
+def write(tmp_path, name, text) -> object:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+GOOD = "subject,reply,topic\nI lost my card,Freeze it in the app.,lost_card\nMy transfer is late,Transfers take a day.,transfer\n"
+
+
+def test_ingest_search_and_persist(tmp_path, encoder):
+    kb = make_kb(tmp_path, encoder)
+    report = kb.ingest(write(tmp_path, "t.csv", GOOD), question_col="subject", answer_col="reply", intent_col="topic")
+    assert (report.added, report.duplicates, report.skipped) == (2, 0, [])
+    hits = kb.search(encoder.encode(["someone stole my card"]), k=2)[0]
+    assert hits[0][0].answer == "Freeze it in the app."
+    reopened = make_kb(tmp_path, encoder).open()
+    assert reopened.index.size == 2
+    assert reopened.search(encoder.encode(["my money transfer has not arrived"]), k=1)[0][0][0].intent == "transfer"
+
+
+def test_missing_column_is_a_plain_error_and_loses_nothing(tmp_path, encoder):
+    kb = make_kb(tmp_path, encoder)
+    kb.ingest(write(tmp_path, "t.csv", GOOD), question_col="subject", answer_col="reply")
+    with pytest.raises(IngestError, match=r"no column --answer-col 'answer'; its columns are: subject, reply, topic"):
+        kb.ingest(write(tmp_path, "t2.csv", GOOD), question_col="subject")
+    assert kb.count() == 2 and kb.index.size == 2
+
+
+def test_broken_rows_are_reported_and_the_rest_added(tmp_path, encoder):
+    bad_csv = write(tmp_path, "bad.csv", "question,answer\nok one,fine\ntoo,many,fields\n,no question\nok two,fine too\n")
+    kb = make_kb(tmp_path, encoder)
+    report = kb.ingest(bad_csv)
+    assert report.added == 2
+    assert [line for line, _ in report.skipped] == [3, 4]
+    assert "expected 2 fields, found 3" in report.summary()
+    jsonl = write(tmp_path, "t.jsonl", '{"question": "a q", "answer": "an a"}\n{broken\n[1, 2]\n')
+    report = kb.ingest(jsonl)
+    assert report.added == 1 and [line for line, _ in report.skipped] == [2, 3]
+    assert kb.count() == 3 and kb.index.size == 3
+
+
+def test_unreadable_files(tmp_path, encoder):
+    kb = make_kb(tmp_path, encoder)
+    with pytest.raises(IngestError, match="no such file"):
+        kb.ingest(tmp_path / "missing.csv")
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(b"question,answer\n\xff\xfe\x00bad,x\n")
+    with pytest.raises(IngestError, match="not UTF-8"):
+        kb.ingest(binary)
+    empty = write(tmp_path, "e.csv", "")
+    with pytest.raises(IngestError, match="no header"):
+        kb.ingest(empty)
+
+
+def test_duplicates_skipped_and_delete(tmp_path, encoder):
+    kb = make_kb(tmp_path, encoder)
+    kb.ingest(write(tmp_path, "t.csv", GOOD), question_col="subject", answer_col="reply")
+    again = kb.ingest(write(tmp_path, "t.csv", GOOD.replace("I lost my card", "I LOST my card ")), question_col="subject", answer_col="reply")
+    assert (again.added, again.duplicates) == (0, 2)
+    first = kb.search(encoder.encode(["lost card"]), k=1)[0][0][0]
+    assert kb.delete(first.id) and not kb.delete(first.id)
+    assert kb.count() == 1 and kb.index.size == 1
+    assert all(t.id != first.id for t, _ in kb.search(encoder.encode(["lost card"]), k=2)[0])
+
+
+def test_index_catches_up_after_a_crash_between_database_and_index(tmp_path, encoder):
+    kb = make_kb(tmp_path, encoder)
+    kb.ingest(write(tmp_path, "t.csv", GOOD), question_col="subject", answer_col="reply")
+    # Simulate a crash after the rows were committed but before the index was saved.
+    conn = sqlite3.connect(tmp_path / "csbot.db")
+    conn.execute("insert into tickets (question, answer, question_key) values ('card got stuck in the ATM', 'Order a new card.', 'k')")
+    conn.commit()
+    reopened = make_kb(tmp_path, encoder).open()
+    assert reopened.index.size == 3
+    assert reopened.search(encoder.encode(["ATM kept my card"]), k=1)[0][0][0].answer == "Order a new card."
+
+
+def test_index_type_follows_size_and_ivf_supports_add_and_remove():
+    assert choose_spec(10_000) == "IDMap2,Flat"
+    assert choose_spec(1_000_000).startswith("IVF4000")
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((2000, 16)).astype("float32")
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = TicketIndex.build(vectors, np.arange(2000), encoder_name="x", spec="IVF16,Flat", nprobe=16)
+    ids, _ = index.search(vectors[:5], k=1)
+    assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]  # nprobe = nlist: exact
+    index.add(vectors[:1], np.array([5000]))
+    assert index.remove([0, 5000]) == 2 and index.size == 1999
+
+
+def test_index_built_with_another_encoder_is_refused(tmp_path):
+    vectors = np.eye(4, dtype="float32")
+    TicketIndex.build(vectors, np.arange(4), encoder_name="a").save(tmp_path)
+    assert json.loads((tmp_path / "meta.json").read_text())["count"] == 4
+    from core.errors import CsbotError
+
+    with pytest.raises(CsbotError, match="built with encoder 'a'"):
+        TicketIndex.load(tmp_path, encoder_name="b")

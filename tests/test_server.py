@@ -1,0 +1,86 @@
+"""Drives the real server (``csbot serve`` in a subprocess) over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def home(ready_home, tmp_path_factory):
+    """One home for this module's server (module-scoped: starting a server costs seconds)."""
+    import shutil
+
+    dest = tmp_path_factory.mktemp("server") / "home"
+    shutil.copytree(ready_home, dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def server(home):
+    port = free_port()
+    env = {**os.environ, "CSBOT_HOME": str(home), "CSBOT_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited: {proc.stdout.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("server did not start within 120 s")
+    yield base
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_chat_and_vote_over_http(server, home):
+    reply = httpx.post(f"{server}/api/v1/chat", json={"message": "I lost my card, what do I do?"}, timeout=30).json()
+    assert reply["action"] == "answer" and reply["intent"] == "lost_or_stolen_card"
+    assert reply["text"].startswith("If your card is lost or stolen")
+    vote = httpx.post(
+        f"{server}/api/v1/feedback",
+        json={"turn_id": reply["turn_id"], "vote": "down", "comment": "wrong", "session_id": reply["session_id"]},
+        timeout=30,
+    )
+    assert vote.status_code == 200 and vote.json()["status"] == "recorded"
+    db = sqlite3.connect(home / "csbot.db")
+    assert db.execute("select vote, comment from feedback where turn_id = ?", [reply["turn_id"]]).fetchall() == [(-1, "wrong")]
+    assert db.execute("select action from turns where id = ?", [reply["turn_id"]]).fetchall() == [("answer",)]
+
+
+def test_bad_requests_get_plain_4xx(server):
+    empty = httpx.post(f"{server}/api/v1/chat", json={"message": "   "}, timeout=30)
+    assert empty.status_code == 400 and "empty" in empty.json()["detail"]
+    huge = httpx.post(f"{server}/api/v1/chat", json={"message": "a" * 100_000}, timeout=30)
+    assert huge.status_code == 200 and "only the first 2000" in huge.json()["notice"]
+    assert httpx.post(f"{server}/api/v1/chat", json={"message": "a" * 100_001}, timeout=30).status_code == 422
+    assert httpx.post(f"{server}/api/v1/chat", json={"message": 5}, timeout=30).status_code == 422
+    unknown = httpx.post(f"{server}/api/v1/feedback", json={"turn_id": "nope", "vote": "up"}, timeout=30)
+    assert unknown.status_code == 404 and "no turn" in unknown.json()["detail"]
+    assert httpx.post(f"{server}/api/v1/feedback", json={"turn_id": "x", "vote": "maybe"}, timeout=30).status_code == 422
+
+
+def test_openapi_and_chat_page_are_served(server):
+    spec = httpx.get(f"{server}/openapi.json", timeout=30).json()
+    assert {"/api/v1/chat", "/api/v1/feedback", "/api/v1/health"} <= set(spec["paths"])
+    page = httpx.get(f"{server}/", timeout=30)
+    assert page.status_code == 200 and "Support chat" in page.text

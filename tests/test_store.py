@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from core.errors import InputError, UnknownTurn
+from core.store import FeedbackStore
+from core.types import Feedback, Reply
+
+
+def make_reply(turn_id="t1", session_id="s1") -> Reply:
+    return Reply(turn_id=turn_id, session_id=session_id, action="answer", text="hi", intent="card_arrival", confidence=0.9)
+
+
+def test_turns_and_votes_survive_reopen(tmp_path):
+    path = tmp_path / "csbot.db"
+    store = FeedbackStore(path)
+    store.append_turn(make_reply(), "my email is ann@example.com")
+    store.append_feedback(Feedback("t1", -1, comment="call me on +44 20 7946 0958"))
+    reopened = FeedbackStore(path)
+    assert reopened.turn("t1")["message"] == "my email is [EMAIL]"
+    rows = list(sqlite3.connect(path).execute("select vote, comment from feedback"))
+    assert rows == [(-1, "call me on [PHONE]")]
+    assert sqlite3.connect(path).execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_vote_on_unknown_turn_or_other_session_is_refused(tmp_path):
+    store = FeedbackStore(tmp_path / "db.sqlite")
+    store.append_turn(make_reply(), "hello")
+    with pytest.raises(UnknownTurn):
+        store.append_feedback(Feedback("nope", 1))
+    with pytest.raises(UnknownTurn):
+        store.append_feedback(Feedback("t1", 1), session_id="someone-else")
+    with pytest.raises(InputError):
+        store.append_feedback(Feedback("t1", 5))
+    assert store.count("feedback") == 0
+
+
+def test_newer_vote_supersedes_older_for_training(tmp_path):
+    store = FeedbackStore(tmp_path / "db.sqlite")
+    store.append_turn(make_reply(), "where is my card")
+    store.append_feedback(Feedback("t1", 1))
+    store.append_feedback(Feedback("t1", -1))
+    assert store.count("feedback") == 2  # append-only: both rows kept
+    assert [r["vote"] for r in store.feedback_rows()] == [-1]
+
+
+def test_session_handoff_state(tmp_path):
+    store = FeedbackStore(tmp_path / "db.sqlite")
+    assert store.session_state("s") == "bot"
+    store.append_session_event("s", "handoff")
+    assert store.session_state("s") == "handoff"
+    store.append_session_event("s", "release")
+    assert store.session_state("s") == "bot"

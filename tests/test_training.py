@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import torch
+
+from core.registry import ModelRegistry
+from retrieval.encoder import base_model_path
+from retrieval.intent import IntentClassifier
+from training.data import Example, is_validation, split_tickets
+from training.retrain import retrain
+from training.train_intent import IntentTrainConfig, calibrate_temperature, train_intent_model
+
+TRAIN = [
+    Example("I lost my card", "lost_card"),
+    Example("my card was stolen yesterday", "lost_card"),
+    Example("someone took my card", "lost_card"),
+    Example("how long does a transfer take", "transfer_timing"),
+    Example("when will my transfer arrive", "transfer_timing"),
+    Example("my bank transfer is slow", "transfer_timing"),
+    Example("what is the exchange rate", "exchange_rate"),
+    Example("how much is a euro in dollars", "exchange_rate"),
+]
+
+
+def test_tiny_fine_tune_saves_and_reloads(tmp_path):
+    cfg = IntentTrainConfig(epochs=1, max_steps=2, batch_size=4)
+    facts = train_intent_model(TRAIN, TRAIN[:3], init_dir=base_model_path(), out_dir=tmp_path, cfg=cfg)
+    assert facts["steps"] == 2 and facts["device"] == "cpu"
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "config.json").exists()
+    clf = IntentClassifier(tmp_path).warm_up()
+    assert sorted(clf.labels) == ["exchange_rate", "lost_card", "transfer_timing"]
+    prediction = clf.predict(["somebody stole my card"])[0]
+    assert prediction.intent == "lost_card"
+    assert abs(sum(clf.probabilities(["x"])[0]) - 1) < 1e-5
+
+
+def test_fine_tune_is_seeded(tmp_path):
+    cfg = IntentTrainConfig(epochs=1, max_steps=2, batch_size=4, seed=7)
+    train_intent_model(TRAIN, TRAIN[:3], init_dir=base_model_path(), out_dir=tmp_path / "a", cfg=cfg)
+    train_intent_model(TRAIN, TRAIN[:3], init_dir=base_model_path(), out_dir=tmp_path / "b", cfg=cfg)
+    a = IntentClassifier(tmp_path / "a").logits(["my card is gone"])
+    b = IntentClassifier(tmp_path / "b").logits(["my card is gone"])
+    assert (abs(a - b) < 1e-4).all()
+
+
+def test_temperature_softens_overconfident_logits():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 4, (200,))
+    logits = torch.randn(200, 4) * 10  # confident and mostly wrong
+    assert calibrate_temperature(logits, labels) > 2.0
+
+
+def test_validation_split_is_stable():
+    assert is_validation("How do I locate my card?") == is_validation(" how do i locate my card? ")
+    train, val = split_tickets([])
+    assert train == [] and val == []
+
+
+def test_retrain_promotes_only_when_not_worse(settings):
+    registry = ModelRegistry(settings.models_dir)
+    before = registry.current_version("intent")
+    # A quick retrain of the same data is at least as good: promoted.
+    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=300))
+    assert result.promoted and registry.current_version("intent") == result.version != before
+    # A head trained for a single step on a bad learning rate is worse: refused, serving untouched.
+    bad = retrain(settings, IntentTrainConfig(quick=True, head_steps=1, head_lr=5.0, scale=1.0))
+    assert not bad.promoted
+    assert registry.current_version("intent") == result.version
+    card = registry.card("intent", bad.version)
+    assert card["gate"]["decision"] == "refused"
+    assert card["metrics"]["validation"]["accuracy"] < card["metrics"]["serving_validation"]["accuracy"]
