@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -29,9 +30,9 @@ def home(ready_home, tmp_path_factory):
     return dest
 
 
-@pytest.fixture(scope="module")
-def server(home):
-    port = free_port()
+@contextlib.contextmanager
+def start_server(home, port: int):
+    """Run ``csbot serve`` on ``port`` until the block ends; yields the base URL."""
     env = {**os.environ, "CSBOT_HOME": str(home), "CSBOT_PORT": str(port)}
     proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -47,9 +48,17 @@ def server(home):
     else:
         proc.kill()
         pytest.fail("server did not start within 120 s")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(home):
+    with start_server(home, free_port()) as base:
+        yield base
 
 
 def test_chat_and_vote_over_http(server, home):
