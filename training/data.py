@@ -12,9 +12,12 @@ VALIDATION_BUCKETS = 10  # one ticket in ten is held out, chosen by a hash of it
 
 @dataclass(frozen=True)
 class Example:
+    """One training example. ``negative`` means "the intent is NOT ``label``" (a down-voted answer)."""
+
     text: str
     label: str
     weight: float = 1.0
+    negative: bool = False
 
 
 def is_validation(text: str) -> bool:

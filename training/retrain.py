@@ -7,7 +7,7 @@ so a crash leaves serving and the database untouched. Every candidate gets a car
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -19,6 +19,7 @@ from retrieval.encoder import Encoder, base_model_path
 from retrieval.intent import IntentClassifier
 from retrieval.knowledge_base import KnowledgeBase
 from training.data import Example, split_tickets
+from training.feedback import FeedbackFilter, build_feedback_dataset
 from retrieval.metrics import classification_metrics
 from training.train_intent import IntentTrainConfig, train_intent_model
 
@@ -35,15 +36,8 @@ class RetrainResult:
     serving: dict | None
 
 
-def feedback_examples(store: FeedbackStore, labels: set[str], *, cutoff: str) -> list[Example]:
-    """Examples from votes: an up-vote confirms the shown intent, a correction names the right one (weighs more)."""
-    examples = []
-    for row in store.feedback_rows(cutoff=cutoff):
-        if row["corrected_intent"] in labels:
-            examples.append(Example(row["message"], row["corrected_intent"], 2.0))
-        elif row["vote"] == 1 and row["action"] == "answer" and row["intent"] in labels:
-            examples.append(Example(row["message"], row["intent"], 1.0))
-    return examples
+SEED_SAMPLE = 2000  # replayed tickets on which forgetting is measured (fixed: the first ones in id order)
+MAX_SEED_DROP = 0.01  # the gate refuses a candidate that forgets more than this on the replayed tickets
 
 
 def evaluate_model(model_dir: Path, val: list[Example]) -> dict:
@@ -69,9 +63,11 @@ def retrain(
     cfg: IntentTrainConfig = IntentTrainConfig(),
     *,
     from_feedback: bool = False,
+    feedback_filter: FeedbackFilter = FeedbackFilter(),
     on_step: Callable[[str], None] = log.info,
 ) -> RetrainResult:
-    """Train an intent model candidate and promote it if its validation accuracy is not below serving's."""
+    """Train an intent model candidate; promote it if it is not worse than serving on validation and did
+    not forget the replayed tickets (seed accuracy within MAX_SEED_DROP of serving's)."""
     store = FeedbackStore(settings.db_path)
     registry = ModelRegistry(settings.models_dir)
     registry.clean_staging(KIND)
@@ -79,12 +75,12 @@ def retrain(
     cutoff = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
     # 1. Data: labelled tickets (always replayed, so nothing learnt before is forgotten) + feedback.
-    train, val = split_tickets(kb.labelled())
-    n_feedback = 0
-    if from_feedback:
-        extra = feedback_examples(store, {e.label for e in train}, cutoff=cutoff)
-        n_feedback = len(extra)
-        train = train + extra
+    tickets, val = split_tickets(kb.labelled())
+    seeds = tickets[:SEED_SAMPLE]
+    feedback = build_feedback_dataset(list(store.feedback_rows(cutoff=cutoff)), {e.label for e in tickets}, feedback_filter) if from_feedback else None
+    extra = feedback.examples if feedback else []
+    n_feedback = len(extra)
+    train = tickets + extra
     on_step(f"training on {len(train)} examples ({n_feedback} from feedback), validating on {len(val)}")
 
     # 2. Start from the serving model when there is one (continual learning), else the packaged encoder.
@@ -95,21 +91,39 @@ def retrain(
 
     # 3. Evaluate candidate and serving on the same fixed validation split.
     candidate = evaluate_model(staging, val)
-    serving = evaluate_model(registry.path(KIND, serving_version), val) if serving_version else None
+    candidate_seed = evaluate_model(staging, seeds)["accuracy"] if seeds else None
+    serving = serving_seed = None
+    if serving_version:
+        serving_dir = registry.path(KIND, serving_version)
+        serving = evaluate_model(serving_dir, val)
+        serving_seed = evaluate_model(serving_dir, seeds)["accuracy"] if seeds else None
     if serving is None:
         promoted, reason = True, "first model"
-    elif candidate["accuracy"] >= serving["accuracy"]:
-        promoted, reason = True, f"accuracy {candidate['accuracy']:.4f} >= serving {serving['accuracy']:.4f}"
+    elif candidate["accuracy"] < serving["accuracy"]:
+        promoted, reason = False, f"validation accuracy {candidate['accuracy']:.4f} < serving {serving['accuracy']:.4f}"
+    elif candidate_seed is not None and serving_seed is not None and candidate_seed < serving_seed - MAX_SEED_DROP:
+        promoted, reason = False, f"forgets replayed tickets: seed accuracy {candidate_seed:.4f} < serving {serving_seed:.4f} - {MAX_SEED_DROP}"
     else:
-        promoted, reason = False, f"accuracy {candidate['accuracy']:.4f} < serving {serving['accuracy']:.4f}"
+        promoted, reason = True, f"validation accuracy {candidate['accuracy']:.4f} >= serving {serving['accuracy']:.4f}"
     card = {
         "parent": serving_version,
         "init": str(init_dir),
-        "data": {"tickets": len(train) - n_feedback, "feedback_examples": n_feedback, "feedback_cutoff": cutoff},
+        "data": {
+            "tickets": len(tickets),
+            "feedback_examples": n_feedback,
+            "feedback_counts": dict(feedback.counts) if feedback else {},
+            "feedback_filter": asdict(feedback_filter) if feedback else None,
+            "feedback_cutoff": cutoff,
+        },
         "training": facts,
-        "metrics": {"validation": _summary(candidate), "serving_validation": _summary(serving) if serving else None},
+        "metrics": {
+            "validation": _summary(candidate),
+            "serving_validation": _summary(serving) if serving else None,
+            "seed_accuracy": candidate_seed,
+            "serving_seed_accuracy": serving_seed,
+        },
         "gate": {
-            "rule": "promote when validation accuracy >= the serving version's",
+            "rule": f"promote when validation accuracy >= serving's and seed accuracy >= serving's - {MAX_SEED_DROP}",
             "decision": "promoted" if promoted else "refused",
             "reason": reason,
             "worse_intents": worse_intents(candidate, serving) if serving else [],

@@ -73,6 +73,20 @@ def embed_texts(model: IntentModel, tokenizer, texts: list[str], device: torch.d
     return torch.cat(out) if out else torch.zeros(0, model.config.hidden_size)
 
 
+def example_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, negative: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Weighted mean of cross-entropy for positive examples and -log(1 - p(label)) for negative ones.
+
+    The second term is the complementary-label loss: a down-vote only says which intent was wrong, so
+    it pushes that intent's probability down and leaves the rest of the distribution to the data.
+    """
+    logits = logits.float()
+    positive_loss = F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing)
+    p_label = logits.softmax(-1).gather(1, labels[:, None]).squeeze(1)
+    negative_loss = -torch.log1p(-p_label.clamp(max=1 - 1e-6))
+    loss = torch.where(negative, negative_loss, positive_loss)
+    return (loss * weights).sum() / weights.sum().clamp(min=1e-6)
+
+
 def calibrate_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Temperature T minimising the NLL of softmax(logits / T) on held-out data (Guo et al. 2017)."""
     if len(labels) == 0:
@@ -128,9 +142,10 @@ def train_intent_model(
     accelerator = Accelerator(cpu=cfg.cpu, mixed_precision="bf16" if use_bf16 else "no", gradient_accumulation_steps=cfg.grad_accum)
     # 2. Seed before the model is built so the seed controls every random init and shuffle.
     set_seed(cfg.seed)
-    labels = sorted({e.label for e in train})
+    labels = sorted({e.label for e in train if not e.negative})
     label_id = {label: i for i, label in enumerate(labels)}
-    val = [e for e in val if e.label in label_id]
+    train = [e for e in train if e.label in label_id]  # a down-vote on an intent we no longer have teaches nothing
+    val = [e for e in val if e.label in label_id and not e.negative]
     tokenizer = AutoTokenizer.from_pretrained(init_dir)
     model = _init_model(init_dir, labels, cfg).to(accelerator.device)
 
@@ -138,9 +153,11 @@ def train_intent_model(
     train_texts = [e.text for e in train]
     y_train = torch.tensor([label_id[e.label] for e in train])
     w_train = torch.tensor([e.weight for e in train], dtype=torch.float)
+    neg_train = torch.tensor([e.negative for e in train], dtype=torch.bool)
     embeddings = embed_texts(model, tokenizer, train_texts, accelerator.device)
     if not model._keep_head:  # noqa: SLF001
-        means = torch.zeros(len(labels), embeddings.shape[1]).index_add_(0, y_train, embeddings)
+        pos = ~neg_train
+        means = torch.zeros(len(labels), embeddings.shape[1]).index_add_(0, y_train[pos], embeddings[pos])
         model.classifier.weight.data = F.normalize(means, dim=-1).to(model.classifier.weight)
 
     # 4. Quick mode: optimise the head alone on the cached embeddings (full batch).
@@ -150,13 +167,13 @@ def train_intent_model(
         for _ in range(cfg.head_steps):
             opt.zero_grad()
             logits = cfg.scale * embeddings @ F.normalize(head, dim=-1).T
-            loss = (F.cross_entropy(logits, y_train, reduction="none", label_smoothing=cfg.label_smoothing) * w_train).mean()
+            loss = example_loss(logits, y_train, w_train, neg_train, cfg.label_smoothing)
             loss.backward()
             opt.step()
         model.classifier.weight.data = head.detach().to(model.classifier.weight)
         steps_done = 0
     else:
-        steps_done = _fine_tune(accelerator, model, tokenizer, train_texts, y_train, w_train, val, label_id, cfg)
+        steps_done = _fine_tune(accelerator, model, tokenizer, train_texts, y_train, w_train, neg_train, val, label_id, cfg)
         model = accelerator.unwrap_model(model)
 
     # 5. Calibrate on validation data, never on the test split.
@@ -197,14 +214,15 @@ def _logits(model: IntentModel, tokenizer, texts: list[str], device: torch.devic
     return torch.cat(out) if out else torch.zeros(0, model.config.num_labels)
 
 
-def _fine_tune(accelerator, model, tokenizer, texts, y, w, val, label_id, cfg: IntentTrainConfig) -> int:
+def _fine_tune(accelerator, model, tokenizer, texts, y, w, neg, val, label_id, cfg: IntentTrainConfig) -> int:
     """The accelerate training loop; keeps the weights of the best validation epoch. Returns optimiser steps."""
-    dataset = list(zip(texts, y.tolist(), w.tolist()))
+    dataset = list(zip(texts, y.tolist(), w.tolist(), neg.tolist()))
 
     def collate(batch):
         enc = tokenizer([b[0] for b in batch], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
         enc["labels"] = torch.tensor([b[1] for b in batch])
         enc["weights"] = torch.tensor([b[2] for b in batch], dtype=torch.float)
+        enc["negative"] = torch.tensor([b[3] for b in batch], dtype=torch.bool)
         return enc
 
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate)
@@ -229,11 +247,9 @@ def _fine_tune(accelerator, model, tokenizer, texts, y, w, val, label_id, cfg: I
         model.train()
         for batch in loader:
             with accelerator.accumulate(model):
-                weights = batch.pop("weights")
-                labels = batch.pop("labels")
+                weights, labels, negative = batch.pop("weights"), batch.pop("labels"), batch.pop("negative")
                 logits = model(**batch).logits
-                loss = F.cross_entropy(logits.float(), labels, reduction="none", label_smoothing=cfg.label_smoothing)
-                loss = (loss * weights).sum() / weights.sum().clamp(min=1e-6)
+                loss = example_loss(logits, labels, weights, negative, cfg.label_smoothing)
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
