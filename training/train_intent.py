@@ -154,14 +154,16 @@ def train_intent_model(
     y_train = torch.tensor([label_id[e.label] for e in train])
     w_train = torch.tensor([e.weight for e in train], dtype=torch.float)
     neg_train = torch.tensor([e.negative for e in train], dtype=torch.bool)
-    embeddings = embed_texts(model, tokenizer, train_texts, accelerator.device)
+    quick = cfg.quick or cfg.max_steps == 0
+    # Embeddings are needed for the quick head and to initialise a new head; a kept head needs none.
+    embeddings = embed_texts(model, tokenizer, train_texts, accelerator.device) if quick or not model._keep_head else None  # noqa: SLF001
     if not model._keep_head:  # noqa: SLF001
         pos = ~neg_train
         means = torch.zeros(len(labels), embeddings.shape[1]).index_add_(0, y_train[pos], embeddings[pos])
         model.classifier.weight.data = F.normalize(means, dim=-1).to(model.classifier.weight)
 
     # 4. Quick mode: optimise the head alone on the cached embeddings (full batch).
-    if cfg.quick or cfg.max_steps == 0:
+    if quick:
         head = torch.nn.Parameter(model.classifier.weight.detach().cpu().clone())
         opt = torch.optim.Adam([head], lr=cfg.head_lr)
         for _ in range(cfg.head_steps):
