@@ -196,6 +196,27 @@ def feedback() -> None:
     """Work with the recorded votes."""
 
 
+@feedback.command(name="correct")
+@click.argument("turn_id")
+@click.option("--intent", required=True, help="The intent the customer meant")
+@click.option("--comment", default="", help="Why (kept with the correction)")
+@click.pass_context
+def feedback_correct(ctx, turn_id: str, intent: str, comment: str) -> None:
+    """Record a reviewer's correction of a turn: a full label, weighted most in the next retrain.
+
+    Example: csbot feedback correct 3f2a... --intent lost_or_stolen_card
+    """
+    from core.store import FeedbackStore
+    from core.types import Feedback
+
+    store = FeedbackStore(_settings(ctx).db_path)
+    known = {r[0] for r in store.db.execute("select distinct intent from tickets where intent != ''")}
+    if intent not in known:
+        raise click.ClickException(f"unknown intent {intent!r}; known intents: {', '.join(sorted(known)[:10])}, ...")
+    row = store.append_feedback(Feedback(turn_id, 0, comment=comment, corrected_intent=intent, source="reviewer"))
+    click.echo(f"recorded correction {row}: turn {turn_id} -> {intent}")
+
+
 @feedback.command(name="export")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None, help="CSV file (default: standard output)")
 @click.pass_context

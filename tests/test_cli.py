@@ -60,3 +60,16 @@ def test_feedback_export(home, tmp_path):
     assert run(home, "feedback", "export", "-o", str(out)).exit_code == 0
     text = out.read_text()
     assert reply["turn_id"] in text and "[PHONE]" in text and "7946" not in text
+
+
+def test_reviewer_correction(home):
+    reply = json.loads(run(home, "ask", "my card was eaten by the machine").output)
+    result = run(home, "feedback", "correct", reply["turn_id"], "--intent", "card_swallowed")
+    assert result.exit_code == 0 and "-> card_swallowed" in result.output
+    assert run(home, "feedback", "correct", reply["turn_id"], "--intent", "nonsense").exit_code == 1
+    assert run(home, "feedback", "correct", "no-such-turn", "--intent", "card_swallowed").exit_code == 1
+    from core.config import Settings
+    from core.store import FeedbackStore
+
+    rows = list(FeedbackStore(Settings(home=home).db_path).feedback_rows())
+    assert [(r["corrected_intent"], r["source"]) for r in rows] == [("card_swallowed", "reviewer")]
