@@ -83,7 +83,7 @@ def test_gate_refuses_a_retrain_on_poisoned_votes(settings):
     add_votes(store, poison)
     feedback_before = store.count("feedback")
     result = retrain(settings, IntentTrainConfig(quick=True), from_feedback=True)
-    assert not result.promoted and "validation accuracy" in result.reason
+    assert not result.promoted and "worse on validation" in result.reason
     assert registry.current_version("intent") == "v0001"
     assert store.count("feedback") == feedback_before
     card = registry.card("intent", result.version)
@@ -170,3 +170,14 @@ def test_concurrent_writer_processes_lose_nothing(tmp_path):
     db = sqlite3.connect(path)
     assert db.execute("select count(*) from turns").fetchone()[0] == 400
     assert db.execute("select count(*) from feedback").fetchone()[0] == 400
+
+
+def test_gate_tells_noise_from_regression():
+    from training.retrain import significantly_worse
+
+    same = [True] * 60 + [False] * 9
+    one_worse = [True] * 59 + [False] * 10
+    assert not significantly_worse(one_worse, same)[0]  # one query of 69: noise
+    poisoned = [True] * 30 + [False] * 39
+    worse, why = significantly_worse(poisoned, same)
+    assert worse and "lost 30" in why

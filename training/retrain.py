@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from scipy.stats import binomtest
+
 from core.config import Settings
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
@@ -38,15 +40,29 @@ class RetrainResult:
 
 SEED_SAMPLE = 2000  # replayed tickets on which forgetting is measured (fixed: the first ones in id order)
 MAX_SEED_DROP = 0.01  # the gate refuses a candidate that forgets more than this on the replayed tickets
+GATE_ALPHA = 0.05  # the gate refuses a candidate that is worse on validation at this significance
 
 
-def evaluate_model(model_dir: Path, val: list[Example]) -> dict:
-    """Accuracy, macro-F1, per-intent scores and ECE of a saved model on the validation examples."""
+def evaluate_model(model_dir: Path, examples: list[Example]) -> dict:
+    """Accuracy, macro-F1, per-intent scores and ECE of a saved model; ``correct`` keeps the per-example outcome."""
     clf = IntentClassifier(model_dir)
-    predictions = clf.predict([e.text for e in val], top=1)
-    return classification_metrics(
-        [e.label for e in val], [p.intent for p in predictions], [p.confidence for p in predictions]
-    )
+    predictions = clf.predict([e.text for e in examples], top=1)
+    gold = [e.label for e in examples]
+    metrics = classification_metrics(gold, [p.intent for p in predictions], [p.confidence for p in predictions])
+    metrics["correct"] = [p.intent == g for p, g in zip(predictions, gold)]
+    return metrics
+
+
+def significantly_worse(candidate: list[bool], serving: list[bool], alpha: float = GATE_ALPHA) -> tuple[bool, str]:
+    """Exact McNemar test on paired outcomes: is the candidate worse than serving beyond sampling noise?
+
+    A validation split of a few dozen queries (a new deployment with 10 tickets per intent) cannot tell
+    one query's difference from a regression; a poisoned model loses many queries at once and is caught.
+    """
+    lost = sum(s and not c for c, s in zip(candidate, serving))  # serving right, candidate wrong
+    won = sum(c and not s for c, s in zip(candidate, serving))
+    p_value = binomtest(lost, lost + won, 0.5, alternative="greater").pvalue if lost > won else 1.0
+    return p_value < alpha, f"won {won}, lost {lost} of {len(candidate)} validation queries (McNemar p={p_value:.3g})"
 
 
 def worse_intents(candidate: dict, serving: dict, tolerance: float = 0.05) -> list[str]:
@@ -99,12 +115,14 @@ def retrain(
         serving_seed = evaluate_model(serving_dir, seeds)["accuracy"] if seeds else None
     if serving is None:
         promoted, reason = True, "first model"
-    elif candidate["accuracy"] < serving["accuracy"]:
-        promoted, reason = False, f"validation accuracy {candidate['accuracy']:.4f} < serving {serving['accuracy']:.4f}"
-    elif candidate_seed is not None and serving_seed is not None and candidate_seed < serving_seed - MAX_SEED_DROP:
-        promoted, reason = False, f"forgets replayed tickets: seed accuracy {candidate_seed:.4f} < serving {serving_seed:.4f} - {MAX_SEED_DROP}"
     else:
-        promoted, reason = True, f"validation accuracy {candidate['accuracy']:.4f} >= serving {serving['accuracy']:.4f}"
+        worse, paired = significantly_worse(candidate["correct"], serving["correct"])
+        if worse:
+            promoted, reason = False, f"worse on validation: {paired}"
+        elif candidate_seed is not None and serving_seed is not None and candidate_seed < serving_seed - MAX_SEED_DROP:
+            promoted, reason = False, f"forgets replayed tickets: seed accuracy {candidate_seed:.4f} < serving {serving_seed:.4f} - {MAX_SEED_DROP}"
+        else:
+            promoted, reason = True, f"not worse on validation: {paired}; seed accuracy {candidate_seed:.4f}"
     card = {
         "parent": serving_version,
         "init": str(init_dir),
@@ -123,7 +141,8 @@ def retrain(
             "serving_seed_accuracy": serving_seed,
         },
         "gate": {
-            "rule": f"promote when validation accuracy >= serving's and seed accuracy >= serving's - {MAX_SEED_DROP}",
+            "rule": f"promote unless worse than serving on validation (exact McNemar, p < {GATE_ALPHA}) "
+            f"or seed accuracy below serving's - {MAX_SEED_DROP}",
             "decision": "promoted" if promoted else "refused",
             "reason": reason,
             "worse_intents": worse_intents(candidate, serving) if serving else [],
@@ -138,7 +157,7 @@ def retrain(
 
 
 def _summary(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k != "per_intent"}
+    return {k: v for k, v in metrics.items() if k not in ("per_intent", "correct")}
 
 
 def ensure_ready(settings: Settings, *, on_step: Callable[[str], None] = log.info) -> None:
