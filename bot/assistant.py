@@ -24,6 +24,8 @@ from retrieval.intent import IntentClassifier, IntentPrediction
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.ranker import Candidate, Ranker
 
+_LOADERS = {"intent": lambda path: IntentClassifier(path).warm_up(), "ranker": Ranker.load}
+
 log = logging.getLogger(__name__)
 
 HANDOFF_REQUEST = re.compile(
@@ -70,8 +72,9 @@ class Assistant:
         self.store = store
         self.kb = knowledge_base
         self.registry = registry
-        self.ranker = ranker if ranker is not None else Ranker()
-        self._model: tuple[str, IntentClassifier] | None = None
+        self.ranker = ranker if ranker is not None else Ranker()  # used until a trained ranker is promoted
+        self._models: dict[str, tuple[str, object]] = {}
+        self._default_ranker = self.ranker
         self._reload_lock = threading.Lock()
 
     @classmethod
@@ -84,33 +87,51 @@ class Assistant:
     def warm_up(self) -> Assistant:
         self.kb.open()
         self.kb.encoder.warm_up()
-        self._classifier()
+        self.intent_model()
+        self.ranking_model()
         return self
 
     # ---- model version handling ------------------------------------------------------------
-    def _classifier(self) -> tuple[str, IntentClassifier]:
-        """The serving intent model; reloads when the registry's pointer moved. Keeps the old one on failure."""
-        wanted = self.registry.current_version("intent")
-        current = self._model
-        if current is not None and (wanted is None or current[0] == wanted):
-            return current
+    def _current(self, kind: str):
+        """(version, model) serving for ``kind``; reloads when the registry's pointer moved.
+
+        A version that fails to load is logged and skipped: the last good one keeps serving.
+        """
+        wanted = self.registry.current_version(kind)
+        held = self._models.get(kind)
+        if held is not None and (wanted is None or held[0] == wanted):
+            return held
+        if wanted is None:
+            if kind == "ranker":  # no trained ranker yet: the hand-set default combination
+                return ("default", self._default_ranker)
+            raise ModelNotFound(f"no {kind} model is serving yet; run `csbot train` (or `csbot serve` trains one)")
         with self._reload_lock:
-            if self._model is not None and self._model[0] == wanted:
-                return self._model
+            held = self._models.get(kind)
+            if held is not None and held[0] == wanted:
+                return held
             try:
-                version, path = self.registry.current("intent")
-                classifier = IntentClassifier(path).warm_up()
-                self._model = (version, classifier)
-                log.info("serving intent model %s", version)
+                version, path = self.registry.current(kind)
+                self._models[kind] = (version, _LOADERS[kind](path))
+                log.info("serving %s model %s", kind, version)
             except Exception as err:  # a broken folder must not take serving down
-                if self._model is None:
-                    raise ModelNotFound(f"the intent model {wanted} cannot be loaded: {err}") from err
-                log.error("cannot load intent model %s (%s); still serving %s", wanted, err, self._model[0])
-            return self._model
+                if held is None:
+                    if kind == "ranker":
+                        log.error("cannot load ranker %s (%s); using the default ranker", wanted, err)
+                        return ("default", self._default_ranker)
+                    raise ModelNotFound(f"the {kind} model {wanted} cannot be loaded: {err}") from err
+                log.error("cannot load %s model %s (%s); still serving %s", kind, wanted, err, held[0])
+                return held
+            return self._models[kind]
+
+    def intent_model(self) -> tuple[str, IntentClassifier]:
+        return self._current("intent")
+
+    def ranking_model(self) -> tuple[str, Ranker]:
+        return self._current("ranker")
 
     @property
     def model_version(self) -> str:
-        return self._classifier()[0]
+        return self.intent_model()[0]
 
     # ---- the pipeline ----------------------------------------------------------------------
     def _clean(self, message: object) -> tuple[str, str]:
@@ -131,7 +152,8 @@ class Assistant:
         started = time.perf_counter()
         text, notice = self._clean(message)
         session_id = session_id or uuid.uuid4().hex
-        version, classifier = self._classifier()
+        version, classifier = self.intent_model()
+        ranker_version, ranker = self.ranking_model()
         base = Reply(
             turn_id=uuid.uuid4().hex,
             session_id=session_id,
@@ -140,6 +162,7 @@ class Assistant:
             intent="",
             confidence=0.0,
             model_version=version,
+            ranker_version=ranker_version,
             notice=notice,
         )
         if self.store.session_state(session_id) == "handoff":
@@ -150,7 +173,7 @@ class Assistant:
         else:
             prediction = classifier.predict([text], top=5)[0]
             retrieved = self.kb.search(self.kb.encoder.encode([text]), self.settings.top_k)[0]
-            ranked = self.ranker.rank(retrieved, dict(zip(prediction.labels, prediction.probabilities)))
+            ranked = ranker.rank(retrieved, dict(zip(prediction.labels, prediction.probabilities)))
             reply = self._route(base, prediction, ranked)
         reply = replace(reply, latency_ms=round((time.perf_counter() - started) * 1000, 2))
         self.store.append_turn(reply, text)

@@ -119,7 +119,7 @@ def train(ctx, from_feedback: bool, epochs: int, max_steps: int | None, batch_si
 
     cfg = IntentTrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, quick=quick, seed=seed)
     result = retrain(_settings(ctx), cfg, from_feedback=from_feedback, on_step=lambda m: click.echo(m, err=True))
-    _echo_json({"version": result.version, "promoted": result.promoted, "reason": result.reason})
+    _echo_json({"version": result.version, "promoted": result.promoted, "reason": result.reason, "ranker": result.ranker})
 
 
 @cli.command(name="eval")
@@ -147,48 +147,56 @@ def models() -> None:
     """List, promote and roll back model versions."""
 
 
+KIND_OPTION = click.option("--kind", type=click.Choice(["intent", "ranker"]), default="intent", show_default=True)
+
+
 @models.command(name="list")
+@KIND_OPTION
 @click.pass_context
-def models_list(ctx) -> None:
+def models_list(ctx, kind: str) -> None:
     """Show every intent model version with its card; '*' marks the serving one.
 
     Example: csbot models list
     """
     from core.registry import ModelRegistry
 
-    for card in ModelRegistry(_settings(ctx).models_dir).versions("intent"):
-        val = (card.get("metrics") or {}).get("validation") or {}
+    for card in ModelRegistry(_settings(ctx).models_dir).versions(kind):
+        metrics = card.get("metrics") or {}
+        score = (metrics.get("validation") or {}).get("accuracy") if kind == "intent" else metrics.get("hit_at_1")
         gate = card.get("gate", {})
         click.echo(
             f"{'*' if card['serving'] else ' '} {card['version']}  {card.get('created_at', '?')}  "
-            f"val_acc={val.get('accuracy', float('nan')):.4f}  parent={card.get('parent')}  {gate.get('decision', '?')}: {gate.get('reason', '')}"
+            f"{'val_acc' if kind == 'intent' else 'hit@1'}={score if score is not None else float('nan'):.4f}  "
+            f"parent={card.get('parent')}  {gate.get('decision', '?')}: {gate.get('reason', '')}"
         )
 
 
 @models.command(name="promote")
 @click.argument("version")
+@KIND_OPTION
 @click.pass_context
-def models_promote(ctx, version: str) -> None:
+def models_promote(ctx, version: str, kind: str) -> None:
     """Serve VERSION (a running server switches on its next request).
 
     Example: csbot models promote v0002
     """
     from core.registry import ModelRegistry
 
-    ModelRegistry(_settings(ctx).models_dir).promote("intent", version, reason="manual promote")
-    click.echo(f"serving intent model {version}")
+    ModelRegistry(_settings(ctx).models_dir).promote(kind, version, reason="manual promote")
+    click.echo(f"serving {kind} model {version}")
 
 
 @models.command(name="rollback")
+@KIND_OPTION
 @click.pass_context
-def models_rollback(ctx) -> None:
+def models_rollback(ctx, kind: str) -> None:
     """Serve the version that served before the current one.
 
     Example: csbot models rollback
     """
     from core.registry import ModelRegistry
 
-    click.echo(f"serving intent model {ModelRegistry(_settings(ctx).models_dir).rollback('intent')}")
+    click.echo(f"serving {kind} model {ModelRegistry(_settings(ctx).models_dir).rollback(kind)}")
 
 
 @cli.group()

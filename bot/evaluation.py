@@ -15,12 +15,13 @@ from retrieval.metrics import classification_metrics
 
 def retrieval_scores(assistant: Assistant, texts: list[str], intents: list[str], probs: np.ndarray) -> dict:
     """hit@1 and MRR@10 (a hit: the ranked ticket's intent is the query's), without and with the ranker."""
-    labels = assistant._classifier()[1].labels  # noqa: SLF001
+    labels = assistant.intent_model()[1].labels
+    ranker = assistant.ranking_model()[1]
     vectors = assistant.kb.encoder.encode(texts)
     retrieved = assistant.kb.search(vectors, assistant.settings.top_k)
     out: dict[str, list[float]] = {"hit1_dense": [], "mrr_dense": [], "hit1_ranked": [], "mrr_ranked": []}
     for gold, hits, row in zip(intents, retrieved, probs):
-        ranked = assistant.ranker.rank(hits, dict(zip(labels, row.tolist())))
+        ranked = ranker.rank(hits, dict(zip(labels, row.tolist())))
         for name, order in (("dense", [t.intent for t, _ in hits]), ("ranked", [c.ticket.intent for c in ranked])):
             first = next((i for i, intent in enumerate(order[:10]) if intent == gold), None)
             out[f"hit1_{name}"].append(float(first == 0))
@@ -39,7 +40,7 @@ def evaluate_file(assistant: Assistant, path: Path, *, question_col: str = "ques
             raise IngestError(f"{path.name} has no column {col!r}; its columns are: {', '.join(columns)}")
     pairs = [(r[question_col].strip(), r[intent_col].strip()) for _, r, _ in rows if r and r[question_col].strip()]
     texts, gold = [p[0] for p in pairs], [p[1] for p in pairs]
-    version, classifier = assistant._classifier()  # noqa: SLF001
+    version, classifier = assistant.intent_model()
     probs = classifier.probabilities(texts)
     labels = classifier.labels
     predicted = [labels[i] for i in probs.argmax(1)]
@@ -51,7 +52,7 @@ def evaluate_file(assistant: Assistant, path: Path, *, question_col: str = "ques
         start = time.perf_counter()
         prediction = classifier.predict([text])[0]
         hits = assistant.kb.search(assistant.kb.encoder.encode([text]), assistant.settings.top_k)[0]
-        assistant.ranker.rank(hits, dict(zip(prediction.labels, prediction.probabilities)))
+        assistant.ranking_model()[1].rank(hits, dict(zip(prediction.labels, prediction.probabilities)))
         latencies.append((time.perf_counter() - start) * 1000)
     report["latency_ms"] = {"p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95))} if latencies else {}
     return report

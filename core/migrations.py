@@ -67,3 +67,8 @@ def m002_turns_and_feedback(db: Database) -> None:
         pk="id",
     )
     db["session_events"].create_index(["session_id"])
+
+
+@migrations()
+def m003_ranker_version(db: Database) -> None:
+    db["turns"].add_column("ranker_version", str)

@@ -134,7 +134,7 @@ class FeedbackStore:
         """Each voted turn with its latest vote (newer votes supersede older ones), up to ``cutoff``."""
         where = "" if cutoff is None else "where f.created_at <= :cutoff"
         sql = f"""
-            select t.id as turn_id, t.session_id, t.message, t.intent, t.confidence, t.action, t.sources,
+            select t.id as turn_id, t.session_id, t.message, t.intent, t.confidence, t.action, t.sources, t.text,
                    f.vote, f.comment, f.corrected_intent, f.source, f.created_at
             from feedback f join turns t on t.id = f.turn_id
             where f.id in (select max(f.id) from feedback f {where} group by f.turn_id, f.source)

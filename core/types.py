@@ -52,7 +52,8 @@ class Reply:
     confidence: float
     suggestions: list[Suggestion] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
-    model_version: str = ""
+    model_version: str = ""  # the intent model's version
+    ranker_version: str = ""
     latency_ms: float = 0.0
     notice: str = ""
 

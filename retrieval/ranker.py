@@ -1,15 +1,39 @@
-"""Orders retrieved tickets for a query by combining their signals.
+"""Orders retrieved tickets for a query: a learned linear combination of cheap signals.
 
-Score = cosine similarity of the query to the ticket's question + ``intent_weight`` x the intent
-classifier's probability for the ticket's intent. The classifier sees the whole label space and the
-retriever sees the wording of individual tickets; the sum lets either rescue the other.
+Why linear and not a cross-encoder: scoring 20 candidates with a MiniLM cross-encoder costs ~120 ms on
+two CPU cores, four times the latency budget, while these signals are already computed by the time
+ranking starts. The signals per candidate ticket:
+
+- ``similarity``: cosine similarity of the query and the ticket's question (the retriever's view);
+- ``intent_probability``: the intent classifier's calibrated probability of the ticket's intent;
+- ``is_top_intent``: 1 when the ticket's intent is the classifier's first choice;
+- ``neighbour_share``: the share of the retrieved similarity mass held by tickets of the same intent
+  (a k-nearest-neighbour vote);
+- ``answer_prior``: how customers voted on this ticket's answer before, (up - down) / (votes + 5).
+
+The weights are fitted by logistic regression (``training.train_ranker``) and saved as ``ranker.json``
+in a registry version; without a trained version the hand-set default (similarity + probability) is used.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from core.types import Ticket
+
+FEATURES = ("similarity", "intent_probability", "is_top_intent", "neighbour_share", "answer_prior")
+DEFAULT_WEIGHTS = {"similarity": 1.0, "intent_probability": 1.0}
+RANKER_FILE = "ranker.json"
+
+
+def answer_key(answer: str) -> str:
+    return hashlib.sha1(answer.strip().encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -22,20 +46,59 @@ class Candidate:
     score: float
 
 
+@dataclass
 class Ranker:
     """Example:
-    >>> Ranker(intent_weight=1.0).rank([(ticket, 0.8)], {"card_arrival": 0.9})[0].score   # doctest: +SKIP
+    >>> Ranker().rank([(ticket, 0.8)], {"card_arrival": 0.9})[0].score   # doctest: +SKIP
     1.7
     """
 
-    def __init__(self, *, intent_weight: float = 1.0) -> None:
-        if intent_weight < 0:
-            raise ValueError(f"intent_weight must be >= 0, found {intent_weight}")
-        self.intent_weight = intent_weight
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    bias: float = 0.0
+    answer_prior: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.weights) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"unknown ranker features {sorted(unknown)}; expected some of {FEATURES}")
+        self._w = np.array([self.weights.get(f, 0.0) for f in FEATURES])
+
+    def features(self, retrieved: list[tuple[Ticket, float]], intent_probs: dict[str, float]) -> np.ndarray:
+        """One row of FEATURES per retrieved ticket."""
+        if not retrieved:
+            return np.zeros((0, len(FEATURES)))
+        top_intent = max(intent_probs, key=intent_probs.get) if intent_probs else ""
+        mass: dict[str, float] = defaultdict(float)
+        for ticket, sim in retrieved:
+            mass[ticket.intent] += max(sim, 0.0)
+        total = sum(mass.values()) or 1.0
+        return np.array(
+            [
+                [
+                    sim,
+                    intent_probs.get(ticket.intent, 0.0),
+                    float(bool(ticket.intent) and ticket.intent == top_intent),
+                    mass[ticket.intent] / total if ticket.intent else 0.0,
+                    self.answer_prior.get(answer_key(ticket.answer), 0.0),
+                ]
+                for ticket, sim in retrieved
+            ]
+        )
 
     def rank(self, retrieved: list[tuple[Ticket, float]], intent_probs: dict[str, float]) -> list[Candidate]:
+        scores = self.features(retrieved, intent_probs) @ self._w + self.bias if retrieved else []
         candidates = [
-            Candidate(ticket, sim, p := intent_probs.get(ticket.intent, 0.0), sim + self.intent_weight * p)
-            for ticket, sim in retrieved
+            Candidate(ticket, sim, intent_probs.get(ticket.intent, 0.0), float(score))
+            for (ticket, sim), score in zip(retrieved, scores)
         ]
         return sorted(candidates, key=lambda c: c.score, reverse=True)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {"features": FEATURES, "weights": self.weights, "bias": self.bias, "answer_prior": self.answer_prior}
+        (directory / RANKER_FILE).write_text(json.dumps(payload, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> Ranker:
+        payload = json.loads((Path(directory) / RANKER_FILE).read_text())
+        return cls(weights=payload["weights"], bias=payload.get("bias", 0.0), answer_prior=payload.get("answer_prior", {}))

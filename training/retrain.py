@@ -7,11 +7,13 @@ so a crash leaves serving and the database untouched. Every candidate gets a car
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from scipy.stats import binomtest
 
 from core.config import Settings
@@ -20,13 +22,16 @@ from core.store import FeedbackStore
 from retrieval.encoder import Encoder, base_model_path
 from retrieval.intent import IntentClassifier
 from retrieval.knowledge_base import KnowledgeBase
+from retrieval.ranker import Ranker
 from training.data import Example, split_tickets
-from training.feedback import FeedbackFilter, build_feedback_dataset
+from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
+from training.train_ranker import answer_priors, build_ranking_set, fit_ranker, ranking_outcomes
 from retrieval.metrics import classification_metrics
 from training.train_intent import IntentTrainConfig, train_intent_model
 
 log = logging.getLogger(__name__)
 KIND = "intent"
+RANKER = "ranker"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class RetrainResult:
     reason: str
     candidate: dict
     serving: dict | None
+    ranker: dict | None = None
 
 
 SEED_SAMPLE = 2000  # replayed tickets on which forgetting is measured (fixed: the first ones in id order)
@@ -87,6 +93,7 @@ def retrain(
     store = FeedbackStore(settings.db_path)
     registry = ModelRegistry(settings.models_dir)
     registry.clean_staging(KIND)
+    registry.clean_staging(RANKER)
     kb = KnowledgeBase(store, index_dir=settings.index_dir, encoder=Encoder())
     cutoff = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -153,7 +160,54 @@ def retrain(
     if promoted:
         registry.promote(KIND, version, reason=reason)
     on_step(f"{version}: {'promoted' if promoted else 'kept ' + str(serving_version)} ({reason})")
-    return RetrainResult(version, promoted, reason, candidate, serving)
+    ranker = retrain_ranker(settings, registry, kb, val, feedback, list(store.feedback_rows(cutoff=cutoff)), on_step=on_step)
+    return RetrainResult(version, promoted, reason, candidate, serving, ranker)
+
+
+def retrain_ranker(
+    settings: Settings,
+    registry: ModelRegistry,
+    kb: KnowledgeBase,
+    val: list[Example],
+    feedback: FeedbackDataset | None,
+    vote_rows: list[dict],
+    *,
+    on_step: Callable[[str], None] = log.info,
+) -> dict:
+    """Fit the ranker on half of the held-out tickets (+ confirmed feedback), gate it on the other half."""
+    intent_version, intent_dir = registry.current(KIND)
+    classifier = IntentClassifier(intent_dir)
+    fit = [e for e in val if zlib.crc32(("ranker:" + e.text).encode()) % 2 == 0]
+    held_out = [e for e in val if zlib.crc32(("ranker:" + e.text).encode()) % 2 == 1]
+    fit += [e for e in (feedback.examples if feedback else []) if not e.negative]
+    fit_set = build_ranking_set(fit, kb, classifier, settings.top_k)
+    eval_set = build_ranking_set(held_out, kb, classifier, settings.top_k)
+    candidate = fit_ranker(fit_set, answer_prior=answer_priors(vote_rows, kb) if feedback else {})
+    serving_version = registry.current_version(RANKER)
+    serving = Ranker.load(registry.path(RANKER, serving_version)) if serving_version else Ranker()
+    cand_hits, cand_mrr = ranking_outcomes(candidate, eval_set)
+    serv_hits, serv_mrr = ranking_outcomes(serving, eval_set)
+    worse, paired = significantly_worse(cand_hits, serv_hits)
+    staging = registry.staging_dir(RANKER)
+    candidate.save(staging)
+    hit1 = float(np.mean(cand_hits)) if cand_hits else 0.0
+    serving_hit1 = float(np.mean(serv_hits)) if serv_hits else 0.0
+    card = {
+        "parent": serving_version or "default",
+        "intent_version": intent_version,
+        "weights": candidate.weights,
+        "bias": candidate.bias,
+        "data": {"fit_queries": len(fit_set.queries), "eval_queries": len(eval_set.queries), "answer_priors": len(candidate.answer_prior)},
+        "metrics": {"hit_at_1": hit1, "mrr_at_10": cand_mrr, "serving_hit_at_1": serving_hit1, "serving_mrr_at_10": serv_mrr},
+        "gate": {"rule": f"promote unless worse than serving on held-out hit@1 (exact McNemar, p < {GATE_ALPHA})",
+                 "decision": "refused" if worse else "promoted", "reason": paired},
+    }
+    version = registry.publish(RANKER, staging, card)
+    if not worse:
+        registry.promote(RANKER, version, reason=paired)
+    on_step(f"ranker {version}: {'kept ' + str(serving_version or 'default') if worse else 'promoted'} "
+            f"(hit@1 {hit1:.4f} vs {serving_hit1:.4f}; {paired})")
+    return {"version": version, "promoted": not worse, "hit_at_1": hit1, "serving_hit_at_1": serving_hit1}
 
 
 def _summary(metrics: dict) -> dict:

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import numpy as np
+
+from core.types import Ticket
+from retrieval.ranker import FEATURES, Ranker, answer_key
+from training.data import Example
+from training.train_ranker import RankingSet, answer_priors, fit_ranker, ranking_outcomes
+
+
+def ticket(i, intent, answer):
+    return Ticket(i, f"question {i}", answer, intent)
+
+
+def test_default_ranker_combines_similarity_and_intent():
+    close_wrong, far_right = ticket(1, "a", "A"), ticket(2, "b", "B")
+    ranked = Ranker().rank([(close_wrong, 0.9), (far_right, 0.7)], {"b": 0.6, "a": 0.1})
+    assert [c.ticket.id for c in ranked] == [2, 1]
+    assert ranked[0].score == 0.7 + 0.6
+
+
+def test_a_tiny_ranker_training_run_follows_the_votes(tmp_path):
+    # Two answers for the same intent; customers liked "good" and disliked "bad".
+    good, bad = ticket(1, "card", "good answer"), ticket(2, "card", "bad answer")
+    other = ticket(3, "rate", "rate answer")
+    before = Ranker().rank([(bad, 0.82), (good, 0.80)], {"card": 0.9})
+    assert before[0].ticket.answer == "bad answer"
+    votes = [{"action": "answer", "vote": 1, "text": "good answer"}] * 6 + [{"action": "answer", "vote": -1, "text": "bad answer"}] * 6
+    priors = answer_priors(votes, kb=None)
+    assert priors[answer_key("good answer")] > 0 > priors[answer_key("bad answer")]
+    # Relevance from feedback: the liked answer is the right one for these queries, the other intent never is.
+    rng = np.random.default_rng(0)
+    queries, cands, probs = [], [], []
+    for i in range(40):
+        queries.append(Example(f"q{i}", "card"))
+        s = rng.uniform(0.5, 0.9, 3)
+        cands.append([(bad, float(s[0])), (good, float(s[1])), (other, float(s[2]))])
+        probs.append({"card": 0.8, "rate": 0.2})
+    # Relevance as the votes said: the disliked answer is not what these queries needed.
+    disliked = Ticket(2, bad.question, bad.answer, "card-disliked")
+    data = RankingSet(queries, [[(disliked if t is bad else t, s) for t, s in c] for c in cands], probs)
+    ranker = fit_ranker(data, answer_prior=priors)
+    assert ranker.weights["answer_prior"] > 0
+    after = ranker.rank([(bad, 0.82), (good, 0.80)], {"card": 0.9})
+    assert after[0].ticket.answer == "good answer"
+    ranker.save(tmp_path)
+    assert Ranker.load(tmp_path).weights == ranker.weights
+    hits, mrr = ranking_outcomes(ranker, data)
+    assert all(hits) and mrr == 1.0
+    assert set(ranker.weights) == set(FEATURES)
