@@ -10,7 +10,7 @@ import numpy as np
 from bot.assistant import Assistant
 from core.errors import IngestError
 from retrieval.knowledge_base import read_rows
-from retrieval.metrics import classification_metrics
+from retrieval.metrics import classification_metrics, first_hit
 
 
 def retrieval_scores(assistant: Assistant, texts: list[str], intents: list[str], probs: np.ndarray) -> dict:
@@ -23,7 +23,7 @@ def retrieval_scores(assistant: Assistant, texts: list[str], intents: list[str],
     for gold, hits, row in zip(intents, retrieved, probs):
         ranked = ranker.rank(hits, dict(zip(labels, row.tolist())))
         for name, order in (("dense", [t.intent for t, _ in hits]), ("ranked", [c.ticket.intent for c in ranked])):
-            first = next((i for i, intent in enumerate(order[:10]) if intent == gold), None)
+            first = first_hit(order, gold)
             out[f"hit1_{name}"].append(float(first == 0))
             out[f"mrr_{name}"].append(0.0 if first is None else 1.0 / (first + 1))
     mean = {k: float(np.mean(v)) if v else 0.0 for k, v in out.items()}

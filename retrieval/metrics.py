@@ -36,3 +36,11 @@ def classification_metrics(y_true: list[str], y_pred: list[str], confidences: np
         correct = np.array([a == b for a, b in zip(y_true, y_pred)], dtype=float)
         result["ece"] = expected_calibration_error(np.asarray(confidences, dtype=float), correct)
     return result
+
+
+def first_hit(ranked_intents: list[str], gold: str, k: int = 10) -> int | None:
+    """Position of the first ranked ticket with the query's intent within the top ``k`` (None: no hit).
+
+    hit@1 is ``first_hit(...) == 0``; the reciprocal rank is ``1 / (first_hit(...) + 1)``.
+    """
+    return next((i for i, intent in enumerate(ranked_intents[:k]) if intent == gold), None)

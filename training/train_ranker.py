@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 
 from retrieval.intent import IntentClassifier
 from retrieval.knowledge_base import KnowledgeBase
+from retrieval.metrics import first_hit
 from retrieval.ranker import FEATURES, Ranker, answer_key
 from training.data import Example
 
@@ -69,8 +70,7 @@ def ranking_outcomes(ranker: Ranker, data: RankingSet) -> tuple[list[bool], floa
     """Per query: is the top-ranked ticket of the right intent (hit@1)? And MRR@10 over all queries."""
     hits, rr = [], []
     for example, cands, probs in zip(data.queries, data.candidates, data.probs):
-        order = [c.ticket.intent for c in ranker.rank(cands, probs)][:10]
-        first = next((i for i, intent in enumerate(order) if intent == example.label), None)
+        first = first_hit([c.ticket.intent for c in ranker.rank(cands, probs)], example.label)
         hits.append(first == 0)
         rr.append(0.0 if first is None else 1.0 / (first + 1))
     return hits, float(np.mean(rr)) if rr else 0.0
