@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pathlib import Path
+
 from fastapi import FastAPI, HTTPException
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from bot.assistant import Assistant
 from core.errors import CsbotError, InputError, UnknownTurn
 
+WIDGET = Path(__file__).resolve().parent / "static" / "widget.js"
+WIDGET_VERSION = "v1"  # bump when the widget's behaviour changes; old paths keep serving embedded sites
 MAX_REQUEST_MESSAGE = 100_000  # longer bodies are refused outright; up to this, the Assistant truncates
 
 
@@ -76,6 +82,16 @@ def create_api(assistant: Assistant) -> FastAPI:
     def handoff(request: SessionRequest) -> dict:
         assistant.handoff(request.session_id)
         return {"status": "handed off", "session_id": request.session_id}
+
+    origins = [o.strip() for o in assistant.settings.allowed_origins.split(",") if o.strip()]
+    if origins:
+        # The widget runs on other sites; the API uses no cookies, so no credentials are allowed.
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
+
+    @app.get("/widget.js", summary="The embeddable chat widget (latest)", include_in_schema=False)
+    @app.get(f"/widget/{WIDGET_VERSION}/widget.js", summary="The embeddable chat widget, pinned version", include_in_schema=False)
+    def widget() -> FileResponse:
+        return FileResponse(WIDGET, media_type="application/javascript; charset=utf-8", headers={"Cache-Control": "public, max-age=300"})
 
     @app.get("/api/v1/health", summary="Liveness, serving model version and index size")
     def health() -> dict:

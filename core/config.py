@@ -31,6 +31,7 @@ class Settings:
     max_message_chars: int = 2000  # longer messages are truncated, with a notice
     top_k: int = 20  # candidates retrieved before ranking
     num_sources: int = 3  # sources shown with an answer
+    allowed_origins: str = "*"  # comma-separated sites that may embed the widget (CORS); empty: same origin only
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.handoff_threshold <= self.answer_threshold <= 1.0:

@@ -15,6 +15,13 @@ CHROMIUM = Path(os.environ.get("CSBOT_CHROMIUM", "/usr/bin/chromium"))
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+def screenshot(page, name: str) -> None:
+    """Save a screenshot into $CSBOT_SCREENSHOTS (the README's pictures are made this way)."""
+    folder = os.environ.get("CSBOT_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / name), full_page=True)
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
@@ -55,5 +62,55 @@ def test_gradio_chat_thumbs_down_is_stored(browser, served):
     db = sqlite3.connect(home / "csbot.db")
     rows = db.execute("select t.intent, f.vote from feedback f join turns t on t.id = f.turn_id").fetchall()
     assert rows == [("lost_or_stolen_card", -1)]
+    screenshot(page, "chat.png")
     assert dialogs == []
     page.close()
+
+
+@pytest.fixture(scope="module")
+def host_page(tmp_path_factory):
+    """A plain page on another origin (another port) that embeds the widget with one script tag."""
+    import http.server
+    import threading
+
+    root = tmp_path_factory.mktemp("site")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_widget_on_another_origin_clarify_choose_and_vote(browser, ready_home, tmp_path, host_page):
+    home = tmp_path / "home"
+    shutil.copytree(ready_home, home)
+    root, site = host_page
+    # Thresholds that make every question a clarification, so the suggestion flow is exercised.
+    with start_server(home, free_port(), CSBOT_ANSWER_THRESHOLD="1.0", CSBOT_HANDOFF_THRESHOLD="0") as bot:
+        (root / "index.html").write_text(
+            f'<!doctype html><html><head><title>Acme Bank</title></head><body><h1>Acme Bank</h1>'
+            f'<script src="{bot}/widget.js" data-title="Acme support" defer></script></body></html>'
+        )
+        page = browser.new_page(viewport={"width": 390, "height": 800})  # phone width
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(site + "/index.html")
+        page.get_by_role("button", name="Open the support chat").click()
+        box = page.get_by_label("Your message")
+        box.fill("my card <img src=x onerror=alert(1)>")
+        box.press("Enter")
+        page.locator(".csbot-suggestion").first.wait_for(timeout=30_000)
+        assert page.locator(".csbot-user").first.inner_text() == "my card <img src=x onerror=alert(1)>"
+        chosen = page.locator(".csbot-suggestion").first.inner_text()
+        page.locator(".csbot-suggestion").first.click()
+        answer = page.locator(".csbot-bot[data-action=answer]").last
+        answer.wait_for(timeout=30_000)
+        answer.get_by_role("button", name="Helpful", exact=True).click()
+        answer.locator("button[aria-pressed=true]").wait_for(timeout=10_000)
+        screenshot(page, "widget.png")
+        db = sqlite3.connect(home / "csbot.db")
+        feedback = db.execute("select vote, corrected_intent from feedback order by id").fetchall()
+        assert len(feedback) == 2 and feedback[0][0] == 0 and feedback[0][1] and feedback[1] == (1, "")
+        intent = feedback[0][1]
+        assert chosen.lower() == intent.replace("_", " ").strip(" ?").lower()
+        assert dialogs == []
+        page.close()

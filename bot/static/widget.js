@@ -1,0 +1,174 @@
+/* csbot chat widget v1: one <script> tag adds a chat bubble to any page.
+ *   <script src="https://YOUR-BOT/widget.js" data-title="Support" data-color="#1f6feb" defer></script>
+ * No framework, no cookies. Everything shown is set with textContent, never parsed as HTML.
+ * Talks to the bot's REST API: POST /api/v1/chat, /api/v1/feedback, /api/v1/choose, /api/v1/handoff.
+ */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  if (!script || window.__csbotWidget) return;
+  window.__csbotWidget = true;
+  var api = (script.getAttribute("data-api") || new URL(script.src, location.href).origin).replace(/\/$/, "");
+  var title = script.getAttribute("data-title") || "Support";
+  var color = script.getAttribute("data-color") || "#1f6feb";
+  var storeKey = "csbot-session:" + api;
+  var sessionId = null;
+  try { sessionId = sessionStorage.getItem(storeKey); } catch (e) { /* storage may be blocked */ }
+
+  var css = [
+    ".csbot-bubble{position:fixed;right:20px;bottom:20px;width:56px;height:56px;border-radius:50%;border:0;color:#fff;font-size:26px;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483000}",
+    ".csbot-panel{position:fixed;right:20px;bottom:88px;width:360px;max-height:560px;height:70vh;display:none;flex-direction:column;background:#fff;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.25);font:14px/1.4 system-ui,sans-serif;color:#1b1b1b;z-index:2147483000;overflow:hidden}",
+    ".csbot-panel.open{display:flex}",
+    ".csbot-head{padding:12px 14px;color:#fff;font-weight:600;display:flex;justify-content:space-between;align-items:center}",
+    ".csbot-head button{background:transparent;border:0;color:#fff;font-size:18px;cursor:pointer}",
+    ".csbot-log{flex:1;overflow-y:auto;padding:10px;background:#f6f7f9}",
+    ".csbot-msg{margin:6px 0;padding:8px 10px;border-radius:10px;max-width:85%;white-space:pre-wrap;word-wrap:break-word}",
+    ".csbot-user{background:#dbe9ff;margin-left:auto}",
+    ".csbot-bot{background:#fff;border:1px solid #e3e5e8}",
+    ".csbot-meta{font-size:11px;color:#666;margin-top:4px}",
+    ".csbot-actions{display:flex;gap:6px;margin-top:6px;flex-wrap:wrap}",
+    ".csbot-actions button,.csbot-foot button{color:#333;border:1px solid #ccd;background:#fff;border-radius:8px;padding:4px 8px;cursor:pointer;font:inherit}",
+    ".csbot-actions button[aria-pressed=true]{background:#e8f0fe;border-color:#1f6feb}",
+    ".csbot-comment{display:flex;gap:6px;margin-top:6px}",
+    ".csbot-comment input{flex:1;border:1px solid #ccd;border-radius:8px;padding:4px 6px;font:inherit}",
+    ".csbot-form{display:flex;gap:6px;padding:8px;border-top:1px solid #e3e5e8}",
+    ".csbot-form input{flex:1;border:1px solid #ccd;border-radius:8px;padding:8px;font:inherit}",
+    ".csbot-form button{border:0;border-radius:8px;padding:8px 12px;color:#fff;cursor:pointer;font:inherit}",
+    ".csbot-foot{padding:0 8px 8px;display:flex;justify-content:flex-end}",
+    ".csbot-error{color:#b00020;font-size:12px;padding:0 10px}",
+    "@media (max-width:480px){.csbot-panel{right:0;bottom:0;width:100vw;height:100vh;max-height:none;border-radius:0}}"
+  ].join("\n");
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;  // text only: user input is never parsed as HTML
+    return node;
+  }
+
+  var SVG = "http://www.w3.org/2000/svg";
+  var ICONS = {  // Material icons (Apache-2.0): drawn, so no emoji font is needed on the visitor's device
+    chat: "M20 2H4c-1.1 0-2 .9-2 2v18l4-4h14c1.1 0 2-.9 2-2V4c0-1.1-.9-2-2-2z",
+    up: "M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L14.17 1 7.59 7.59C7.22 7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23.14-.47.14-.73v-2z"
+  };
+  function icon(name, size, flip) {
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24"); svg.setAttribute("width", size); svg.setAttribute("height", size);
+    svg.setAttribute("aria-hidden", "true"); svg.setAttribute("fill", "currentColor");
+    if (flip) svg.style.transform = "rotate(180deg)";
+    var path = document.createElementNS(SVG, "path"); path.setAttribute("d", ICONS[name]); svg.appendChild(path);
+    return svg;
+  }
+
+  var style = el("style"); style.textContent = css; document.head.appendChild(style);
+  var bubble = el("button", "csbot-bubble"); bubble.appendChild(icon("chat", 26));
+  bubble.style.background = color;
+  bubble.setAttribute("aria-label", "Open the support chat");
+  bubble.setAttribute("aria-expanded", "false");
+  var panel = el("div", "csbot-panel");
+  panel.setAttribute("role", "dialog");
+  panel.setAttribute("aria-label", title);
+  var head = el("div", "csbot-head"); head.style.background = color;
+  head.appendChild(el("span", "", title));
+  var close = el("button", "", "×"); close.setAttribute("aria-label", "Close the chat"); head.appendChild(close);
+  var log = el("div", "csbot-log"); log.setAttribute("aria-live", "polite");
+  var error = el("div", "csbot-error"); error.setAttribute("role", "alert");
+  var form = el("form", "csbot-form");
+  var input = el("input"); input.type = "text"; input.placeholder = "Type your question…"; input.setAttribute("aria-label", "Your message"); input.maxLength = 2000;
+  var send = el("button", "", "Send"); send.type = "submit"; send.style.background = color;
+  form.appendChild(input); form.appendChild(send);
+  var foot = el("div", "csbot-foot");
+  var person = el("button", "", "Talk to a person"); person.type = "button";
+  foot.appendChild(person);
+  panel.appendChild(head); panel.appendChild(log); panel.appendChild(error); panel.appendChild(form); panel.appendChild(foot);
+  document.body.appendChild(bubble); document.body.appendChild(panel);
+
+  function toggle(open) {
+    panel.classList.toggle("open", open);
+    bubble.setAttribute("aria-expanded", String(open));
+    if (open) input.focus(); else bubble.focus();
+  }
+  bubble.addEventListener("click", function () { toggle(!panel.classList.contains("open")); });
+  close.addEventListener("click", function () { toggle(false); });
+  panel.addEventListener("keydown", function (e) { if (e.key === "Escape") toggle(false); });
+
+  function post(path, body) {
+    return fetch(api + path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })
+      .then(function (r) {
+        return r.json().catch(function () { return {}; }).then(function (data) {
+          if (!r.ok) throw new Error(typeof data.detail === "string" ? data.detail : "Something went wrong (" + r.status + "). Please try again.");
+          return data;
+        });
+      });
+  }
+
+  function addUser(text) { log.appendChild(el("div", "csbot-msg csbot-user", text)); log.scrollTop = log.scrollHeight; }
+
+  function addBot(reply) {
+    if (reply.session_id) { sessionId = reply.session_id; try { sessionStorage.setItem(storeKey, sessionId); } catch (e) { /* ignore */ } }
+    var box = el("div", "csbot-msg csbot-bot");
+    box.setAttribute("data-action", reply.action);
+    box.appendChild(el("div", "csbot-text", reply.text));
+    if (reply.notice) box.appendChild(el("div", "csbot-meta", reply.notice));
+    if (reply.action === "answer" && reply.sources && reply.sources.length) {
+      box.appendChild(el("div", "csbot-meta", "Sources: " + reply.sources.map(function (s) { return "#" + s.ticket_id; }).join(", ")));
+    }
+    if (reply.action === "clarify" && reply.suggestions) {
+      var choices = el("div", "csbot-actions");
+      reply.suggestions.forEach(function (s) {
+        var b = el("button", "csbot-suggestion", s.title); b.type = "button";
+        b.addEventListener("click", function () {
+          addUser(s.title);
+          post("/api/v1/choose", { turn_id: reply.turn_id, intent: s.intent, session_id: sessionId }).then(addBot, showError);
+        });
+        choices.appendChild(b);
+      });
+      box.appendChild(choices);
+    }
+    var actions = el("div", "csbot-actions");
+    var up = el("button", "csbot-up"); up.appendChild(icon("up", 16)); up.type = "button"; up.setAttribute("aria-label", "Helpful"); up.setAttribute("aria-pressed", "false");
+    var down = el("button", "csbot-down"); down.appendChild(icon("up", 16, true)); down.type = "button"; down.setAttribute("aria-label", "Not helpful"); down.setAttribute("aria-pressed", "false");
+    actions.appendChild(up); actions.appendChild(down);
+    box.appendChild(actions);
+    function vote(kind, comment) {
+      return post("/api/v1/feedback", { turn_id: reply.turn_id, vote: kind, comment: comment || "", session_id: sessionId })
+        .then(function () { up.setAttribute("aria-pressed", String(kind === "up")); down.setAttribute("aria-pressed", String(kind === "down")); error.textContent = ""; }, showError);
+    }
+    up.addEventListener("click", function () { vote("up"); });
+    down.addEventListener("click", function () {
+      vote("down").then(function () {
+        if (box.querySelector(".csbot-comment")) return;
+        var row = el("form", "csbot-comment");
+        var note = el("input"); note.placeholder = "What was wrong? (optional)"; note.setAttribute("aria-label", "Comment on this answer"); note.maxLength = 2000;
+        var ok = el("button", "", "Send"); ok.type = "submit";
+        row.appendChild(note); row.appendChild(ok); box.appendChild(row); note.focus();
+        row.addEventListener("submit", function (e) {
+          e.preventDefault();
+          if (!note.value.trim()) return;
+          vote("down", note.value).then(function () { row.replaceWith(el("div", "csbot-meta", "Thanks for the comment.")); });
+        });
+      });
+    });
+    log.appendChild(box);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function showError(err) { error.textContent = err && err.message ? err.message : "Something went wrong. Please try again."; }
+
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var text = input.value;
+    if (!text.trim()) { showError({ message: "Please type a question first." }); return; }
+    input.value = ""; error.textContent = "";
+    addUser(text);
+    var body = { message: text };
+    if (sessionId) body.session_id = sessionId;
+    post("/api/v1/chat", body).then(addBot, showError);
+  });
+  person.addEventListener("click", function () {
+    addUser("Talk to a person");
+    var body = { message: "I want to talk to a person" };
+    if (sessionId) body.session_id = sessionId;
+    post("/api/v1/chat", body).then(addBot, showError);
+  });
+})();
