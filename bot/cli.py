@@ -53,12 +53,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
     Example: csbot serve --port 7860
     """
-    from training.retrain import ensure_ready  # the first start trains; serving itself never imports training
-
     import uvicorn
 
     from bot.api import create_app
     from bot.assistant import Assistant
+    from training.retrain import ensure_ready  # the first start trains; serving itself never imports training
 
     settings = Settings.from_env(home=_settings(ctx).home, host=host, port=port)
     ensure_ready(settings, on_step=lambda m: click.echo(f"csbot: {m}", err=True))

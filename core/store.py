@@ -48,7 +48,7 @@ class FeedbackStore:
             self._prepare(self._memory_db)
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.db  # open once now so migrations run (and errors surface) at start-up
+            self.db.execute("select 1")  # open now so migrations run (and errors surface) at start-up
 
     @property
     def db(self) -> Database:

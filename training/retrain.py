@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from scipy.stats import binomtest
@@ -22,12 +22,12 @@ from core.store import FeedbackStore
 from retrieval.encoder import Encoder, base_model_path
 from retrieval.intent import IntentClassifier
 from retrieval.knowledge_base import KnowledgeBase
+from retrieval.metrics import classification_metrics
 from retrieval.ranker import Ranker
 from training.data import Example, split_tickets
 from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
-from training.train_ranker import answer_priors, build_ranking_set, fit_ranker, ranking_outcomes
-from retrieval.metrics import classification_metrics
 from training.train_intent import IntentTrainConfig, train_intent_model
+from training.train_ranker import answer_priors, build_ranking_set, fit_ranker, ranking_outcomes
 
 log = logging.getLogger(__name__)
 KIND = "intent"
