@@ -74,6 +74,7 @@ class Assistant:
         self.registry = registry
         self.ranker = ranker if ranker is not None else Ranker()  # used until a trained ranker is promoted
         self._models: dict[str, tuple[str, object]] = {}
+        self._broken: dict[str, str] = {}  # kind -> a version that failed to load
         self._default_ranker = self.ranker
         self._reload_lock = threading.Lock()
 
@@ -99,8 +100,8 @@ class Assistant:
         """
         wanted = self.registry.current_version(kind)
         held = self._models.get(kind)
-        if held is not None and (wanted is None or held[0] == wanted):
-            return held
+        if held is not None and (wanted is None or held[0] == wanted or self._broken.get(kind) == wanted):
+            return held  # unchanged, or the pointer names a version already found broken: no retry per request
         if wanted is None:
             if kind == "ranker":  # no trained ranker yet: the hand-set default combination
                 return ("default", self._default_ranker)
@@ -120,6 +121,7 @@ class Assistant:
                         return ("default", self._default_ranker)
                     raise ModelNotFound(f"the {kind} model {wanted} cannot be loaded: {err}") from err
                 log.error("cannot load %s model %s (%s); still serving %s", kind, wanted, err, held[0])
+                self._broken[kind] = wanted
                 return held
             return self._models[kind]
 
