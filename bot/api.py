@@ -7,9 +7,10 @@ from typing import Literal
 
 from fastapi import FastAPI, HTTPException
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
+from bot.admin import AdminService, admin_credentials, build_admin_ui, check_password, create_admin_router
 from bot.assistant import Assistant
 from core.errors import CsbotError, InputError, UnknownTurn
 
@@ -87,6 +88,8 @@ def create_api(assistant: Assistant) -> FastAPI:
         # The widget runs on other sites; the API uses no cookies, so no credentials are allowed.
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
 
+    app.include_router(create_admin_router(AdminService(assistant)))
+
     @app.get("/widget.js", summary="The embeddable chat widget (latest)", include_in_schema=False)
     @app.get(f"/widget/{WIDGET_VERSION}/widget.js", summary="The embeddable chat widget, pinned version", include_in_schema=False)
     def widget() -> FileResponse:
@@ -103,10 +106,20 @@ def create_api(assistant: Assistant) -> FastAPI:
 
 
 def create_app(assistant: Assistant) -> FastAPI:
-    """REST API plus the Gradio chat at ``/`` (mounted last so the API routes take precedence)."""
+    """REST API, the admin console at ``/admin`` (only with credentials set) and the Gradio chat at ``/``
+    (mounted last so the API routes and the console take precedence)."""
     import gradio as gr
 
     from bot.ui import build_ui
 
     app = create_api(assistant)
+    if admin_credentials() is not None:
+        service = AdminService(assistant)
+        app = gr.mount_gradio_app(app, build_admin_ui(service), path="/admin", auth=check_password, auth_message="csbot admin")
+    else:
+
+        @app.get("/admin", include_in_schema=False)
+        def admin_disabled() -> PlainTextResponse:
+            return PlainTextResponse("The admin console is disabled: set CSBOT_ADMIN_USER and CSBOT_ADMIN_PASSWORD.", status_code=403)
+
     return gr.mount_gradio_app(app, build_ui(assistant), path="/")

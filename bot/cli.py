@@ -55,11 +55,16 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """
     import uvicorn
 
+    from bot.admin import admin_credentials
     from bot.api import create_app
     from bot.assistant import Assistant
     from training.retrain import ensure_ready  # the first start trains; serving itself never imports training
 
     settings = Settings.from_env(home=_settings(ctx).home, host=host, port=port)
+    if admin_credentials() is None:
+        local = settings.host in ("127.0.0.1", "localhost", "::1")
+        click.echo("csbot: admin console and admin API disabled (set CSBOT_ADMIN_USER and CSBOT_ADMIN_PASSWORD)"
+                   + ("" if local else "; this server is reachable from other machines"), err=True)
     ensure_ready(settings, on_step=lambda m: click.echo(f"csbot: {m}", err=True))
     assistant = Assistant.from_settings(settings).warm_up()
     click.echo(f"csbot: serving model {assistant.model_version} on http://{settings.host}:{settings.port}/", err=True)

@@ -114,3 +114,42 @@ def test_widget_on_another_origin_clarify_choose_and_vote(browser, ready_home, t
         assert chosen.lower() == intent.replace("_", " ").strip(" ?").lower()
         assert dialogs == []
         page.close()
+
+
+def test_admin_console_login_and_relabel(browser, ready_home, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(ready_home, home)
+    with start_server(home, free_port(), CSBOT_ADMIN_USER="admin", CSBOT_ADMIN_PASSWORD="s3cret-pass") as bot:
+        import httpx
+
+        reply = httpx.post(f"{bot}/api/v1/chat", json={"message": "<script>alert(3)</script> my card was swallowed"}, timeout=30).json()
+        httpx.post(f"{bot}/api/v1/feedback", json={"turn_id": reply["turn_id"], "vote": "down", "session_id": reply["session_id"]}, timeout=30)
+        page = browser.new_page()
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(bot + "/admin/")
+        page.get_by_label("username").fill("admin")
+        page.get_by_label("password").fill("wrong")
+        page.get_by_role("button", name="Login").click()
+        page.get_by_text("Incorrect").wait_for(timeout=10_000)
+        page.get_by_label("username").fill("admin")
+        page.get_by_label("password").fill("s3cret-pass")
+        page.get_by_role("button", name="Login").click()
+        page.get_by_role("tab", name="Analytics").wait_for(timeout=30_000)
+        page.wait_for_timeout(2000)  # let the plots draw before the screenshot
+        screenshot(page, "admin-analytics.png")
+        page.get_by_role("tab", name="Review").click()
+        from playwright.sync_api import expect
+
+        expect(page.locator("#review-table")).to_contain_text("<script>alert(3)</script> my card was swallowed", timeout=30_000)
+        page.locator("#review-turn input").click()
+        page.get_by_role("option", name=reply["turn_id"]).click()
+        page.locator("#review-intent input").fill("card_swallowed")
+        page.get_by_role("option", name="card_swallowed", exact=True).click()
+        page.locator("#review-save").click()
+        page.locator("#review-status").get_by_text("Saved: card_swallowed.").wait_for(timeout=30_000)
+        screenshot(page, "admin-review.png")
+        rows = sqlite3.connect(home / "csbot.db").execute("select turn_id, corrected_intent, source from feedback where vote = 0").fetchall()
+        assert rows == [(reply["turn_id"], "card_swallowed", "reviewer")]
+        assert dialogs == []
+        page.close()

@@ -93,3 +93,10 @@ def test_openapi_and_chat_page_are_served(server):
     assert {"/api/v1/chat", "/api/v1/feedback", "/api/v1/health"} <= set(spec["paths"])
     page = httpx.get(f"{server}/", timeout=30)
     assert page.status_code == 200 and "Support chat" in page.text
+
+
+def test_admin_routes_refuse_without_credentials(server):
+    for method, path in [("get", "/api/v1/admin/stats"), ("get", "/api/v1/admin/review"), ("post", "/api/v1/admin/retrain"),
+                         ("post", "/api/v1/admin/models/rollback"), ("get", "/api/v1/admin/export"), ("get", "/admin")]:
+        response = getattr(httpx, method)(f"{server}{path}", timeout=30)
+        assert response.status_code == 403, path

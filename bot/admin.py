@@ -1,0 +1,307 @@
+"""The admin side: analytics, the review queue, model versions and retraining, behind a login.
+
+Credentials come from ``CSBOT_ADMIN_USER`` and ``CSBOT_ADMIN_PASSWORD``; without them every admin route
+answers 403 and the console is not mounted. Passwords are compared in constant time. Retraining runs
+``csbot train --from-feedback`` as a separate process, so serving never imports training and keeps
+answering while it runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import secrets
+import subprocess
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import PlainTextResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from pydantic import BaseModel, Field
+
+from bot.assistant import Assistant
+from core.errors import CsbotError, InputError
+from core.types import Feedback
+
+EXPORT_SQL = """select f.id, f.created_at, f.turn_id, t.session_id, t.message, t.intent, t.confidence, t.action,
+                       f.vote, f.comment, f.corrected_intent, f.source
+                from feedback f join turns t on t.id = f.turn_id order by f.id"""
+
+
+def admin_credentials() -> tuple[str, str] | None:
+    user, password = os.environ.get("CSBOT_ADMIN_USER", ""), os.environ.get("CSBOT_ADMIN_PASSWORD", "")
+    return (user, password) if user and password else None
+
+
+def check_password(user: str, password: str) -> bool:
+    creds = admin_credentials()
+    if creds is None:
+        return False
+    # Compare both in full, in constant time, so timing reveals neither which part was wrong nor how much.
+    ok_user = secrets.compare_digest(user.encode(), creds[0].encode())
+    ok_password = secrets.compare_digest(password.encode(), creds[1].encode())
+    return ok_user and ok_password
+
+
+class AdminService:
+    """What the console and the admin API do; one place, so both surfaces behave the same."""
+
+    def __init__(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+        self.store = assistant.store
+        self.registry = assistant.registry
+        self._retrain: subprocess.Popen | None = None
+        self._retrain_log: Path | None = None
+        self._lock = threading.Lock()
+
+    # ---- analytics --------------------------------------------------------------------------
+    def stats(self) -> dict:
+        db = self.store.db
+        per_day = [dict(r) for r in db.query(
+            "select substr(t.created_at, 1, 10) as day, count(*) as turns, "
+            "(select count(*) from feedback f where substr(f.created_at, 1, 10) = substr(t.created_at, 1, 10) and f.vote != 0) as votes "
+            "from turns t group by day order by day")]
+        per_intent = [dict(r) for r in db.query(
+            "select t.intent, sum(f.vote = -1) as down, count(*) as votes, round(1.0 * sum(f.vote = -1) / count(*), 3) as down_rate "
+            "from feedback f join turns t on t.id = f.turn_id where f.vote != 0 and t.intent != '' "
+            "group by t.intent order by down_rate desc, down desc limit 20")]
+        confidence = [dict(r) for r in db.query(
+            "select round(min(cast(confidence * 10 as int), 9) / 10.0, 1) as bucket, count(*) as turns "
+            "from turns where action != 'handoff' or confidence > 0 group by bucket order by bucket")]
+        worst = [dict(r) for r in db.query(
+            "select t.message, t.intent, count(*) as down_votes from feedback f join turns t on t.id = f.turn_id "
+            "where f.vote = -1 group by lower(t.message), t.intent order by down_votes desc limit 10")]
+        return {"turns": self.store.count("turns"), "votes": self.store.count("feedback"), "per_day": per_day,
+                "down_rate_per_intent": per_intent, "confidence": confidence, "most_down_voted": worst}
+
+    # ---- review -----------------------------------------------------------------------------
+    def review_queue(self, limit: int = 50) -> list[dict]:
+        """Down-voted and low-confidence turns that no reviewer has corrected yet, newest first."""
+        sql = """select t.id as turn_id, t.created_at, t.message, t.intent, round(t.confidence, 3) as confidence, t.action,
+                        (select min(f.vote) from feedback f where f.turn_id = t.id) as vote
+                 from turns t
+                 where (exists (select 1 from feedback f where f.turn_id = t.id and f.vote = -1)
+                        or (t.confidence < :low and t.action != 'handoff'))
+                   and not exists (select 1 from feedback f where f.turn_id = t.id and f.source = 'reviewer')
+                 order by t.created_at desc limit :limit"""
+        return [dict(r) for r in self.store.db.query(sql, {"low": self.assistant.settings.answer_threshold, "limit": limit})]
+
+    def intents(self) -> list[str]:
+        return [r[0] for r in self.store.db.execute("select distinct intent from tickets where intent != '' order by intent")]
+
+    def correct(self, turn_id: str, intent: str, comment: str = "") -> int:
+        if intent not in set(self.intents()):
+            raise InputError(f"unknown intent {intent!r}")
+        return self.store.append_feedback(Feedback(turn_id, 0, comment=comment, corrected_intent=intent, source="reviewer"))
+
+    # ---- models -----------------------------------------------------------------------------
+    def models(self, kind: str = "intent") -> list[dict]:
+        return self.registry.versions(kind)
+
+    def promote(self, version: str, kind: str = "intent") -> str:
+        self.registry.promote(kind, version, reason="promoted from the admin console")
+        return version
+
+    def rollback(self, kind: str = "intent") -> str:
+        return self.registry.rollback(kind)
+
+    def start_retrain(self, epochs: int = 1) -> dict:
+        with self._lock:
+            if self._retrain is not None and self._retrain.poll() is None:
+                raise InputError("a retrain is already running")
+            logs = self.assistant.settings.home / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            self._retrain_log = logs / f"retrain-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.log"
+            cmd = [sys.executable, "-m", "bot.cli", "--home", str(self.assistant.settings.home), "train", "--from-feedback",
+                   "--epochs", str(epochs)]
+            with self._retrain_log.open("w") as out:
+                self._retrain = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
+        return self.retrain_status()
+
+    def retrain_status(self) -> dict:
+        if self._retrain is None:
+            return {"state": "idle", "log": ""}
+        code = self._retrain.poll()
+        text = self._retrain_log.read_text(errors="replace")[-4000:] if self._retrain_log else ""
+        state = "running" if code is None else "finished" if code == 0 else f"failed (exit {code})"
+        return {"state": state, "log": text}
+
+    def export_csv(self) -> str:
+        cursor = self.store.db.execute(EXPORT_SQL)
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow([d[0] for d in cursor.description])
+        writer.writerows(cursor)
+        return buf.getvalue()
+
+
+class CorrectionRequest(BaseModel):
+    turn_id: str = Field(..., max_length=64)
+    intent: str = Field(..., max_length=100)
+    comment: str = Field("", max_length=2000)
+
+
+class VersionRequest(BaseModel):
+    version: str = Field(..., max_length=16)
+    kind: Literal["intent", "ranker"] = "intent"
+
+
+class RetrainRequest(BaseModel):
+    epochs: int = Field(1, ge=1, le=20)
+
+
+_basic = HTTPBasic(auto_error=False)
+
+
+def require_admin(credentials: HTTPBasicCredentials | None = Depends(_basic)) -> str:
+    if admin_credentials() is None:
+        raise HTTPException(403, "admin is disabled: set CSBOT_ADMIN_USER and CSBOT_ADMIN_PASSWORD and restart")
+    if credentials is None or not check_password(credentials.username, credentials.password):
+        raise HTTPException(401, "admin login required", headers={"WWW-Authenticate": "Basic"})
+    return credentials.username
+
+
+def create_admin_router(service: AdminService) -> APIRouter:
+    """Admin REST routes under /api/v1/admin, every one behind HTTP Basic auth."""
+    router = APIRouter(prefix="/api/v1/admin", dependencies=[Depends(require_admin)], tags=["admin"])
+
+    def guarded(fn, *args):
+        try:
+            return fn(*args)
+        except CsbotError as err:
+            raise HTTPException(400, str(err)) from err
+
+    router.get("/stats", summary="Turns and votes over time, down-vote rate per intent, confidence, worst queries")(service.stats)
+    router.get("/review", summary="Down-voted and low-confidence turns awaiting a reviewer")(lambda: service.review_queue())
+
+    @router.post("/review", summary="Set the right intent of a turn (stored as reviewer feedback)")
+    def review(request: CorrectionRequest) -> dict:
+        return {"feedback_id": guarded(service.correct, request.turn_id, request.intent, request.comment)}
+
+    @router.get("/models", summary="Model versions with their cards")
+    def models(kind: Literal["intent", "ranker"] = "intent") -> list[dict]:
+        return service.models(kind)
+
+    @router.post("/models/promote", summary="Serve a version")
+    def promote(request: VersionRequest) -> dict:
+        return {"serving": guarded(service.promote, request.version, request.kind)}
+
+    @router.post("/models/rollback", summary="Serve the previous version")
+    def rollback(kind: Literal["intent", "ranker"] = "intent") -> dict:
+        return {"serving": guarded(service.rollback, kind)}
+
+    @router.post("/retrain", summary="Start `csbot train --from-feedback` in the background")
+    def retrain(request: RetrainRequest) -> dict:
+        return guarded(service.start_retrain, request.epochs)
+
+    router.get("/retrain", summary="State and log of the last retrain")(service.retrain_status)
+
+    @router.get("/export", summary="All votes with their redacted turns, as CSV", response_class=PlainTextResponse)
+    def export() -> str:
+        return service.export_csv()
+
+    return router
+
+
+def build_admin_ui(service: AdminService):
+    """The admin console (Gradio): analytics, review queue, models. Mounted behind Gradio's login."""
+    import gradio as gr
+    import pandas as pd
+
+    def analytics():
+        s = service.stats()
+        per_day = pd.DataFrame(s["per_day"] or [{"day": "", "turns": 0, "votes": 0}])
+        long = per_day.melt(id_vars="day", value_vars=["turns", "votes"], var_name="kind", value_name="count")
+        per_intent = pd.DataFrame(s["down_rate_per_intent"] or [{"intent": "", "down_rate": 0.0}])
+        conf = pd.DataFrame(s["confidence"] or [{"bucket": 0.0, "turns": 0}])
+        conf["bucket"] = conf["bucket"].astype(str)
+        worst = pd.DataFrame(s["most_down_voted"] or [], columns=["message", "intent", "down_votes"])
+        summary = f"**{s['turns']}** turns, **{s['votes']}** feedback rows"
+        return summary, long, per_intent, conf, worst
+
+    def queue():
+        rows = service.review_queue()
+        frame = pd.DataFrame(rows, columns=["turn_id", "created_at", "message", "intent", "confidence", "action", "vote"])
+        return frame, gr.update(choices=[r["turn_id"] for r in rows], value=None)
+
+    def correct(turn_id, intent):
+        if not turn_id or not intent:
+            return "Choose a turn and the right intent first.", *queue()
+        try:
+            service.correct(turn_id, intent)
+        except CsbotError as err:
+            return str(err), *queue()
+        return f"Saved: {intent}.", *queue()
+
+    def models():
+        cards = service.models()
+        frame = pd.DataFrame([{
+            "serving": "*" if c.get("serving") else "", "version": c["version"], "created": c.get("created_at", ""),
+            "val_accuracy": ((c.get("metrics") or {}).get("validation") or {}).get("accuracy"),
+            "seed_accuracy": (c.get("metrics") or {}).get("seed_accuracy"),
+            "gate": f"{c.get('gate', {}).get('decision', '')}: {c.get('gate', {}).get('reason', '')}"} for c in cards])
+        return frame, gr.update(choices=[c["version"] for c in cards], value=None)
+
+    def act(fn, *args):
+        try:
+            return f"Serving {fn(*args)}.", *models()
+        except CsbotError as err:
+            return str(err), *models()
+
+    def retrain():
+        try:
+            service.start_retrain()
+        except CsbotError as err:
+            return str(err)
+        return "Retrain started."
+
+    def retrain_status():
+        status = service.retrain_status()
+        return f"**{status['state']}**", status["log"]
+
+    with gr.Blocks(title="csbot admin", analytics_enabled=False) as ui:
+        gr.Markdown("## csbot admin")
+        with gr.Tab("Analytics"):
+            summary = gr.Markdown()
+            over_time = gr.LinePlot(x="day", y="count", color="kind", title="Turns and votes per day")
+            down_rate = gr.BarPlot(x="intent", y="down_rate", title="Down-vote rate per intent", sort="-y")
+            confidence = gr.BarPlot(x="bucket", y="turns", title="Confidence of the bot's turns")
+            worst = gr.Dataframe(label="Most down-voted queries", interactive=False)
+            refresh = gr.Button("Refresh")
+            outs = [summary, over_time, down_rate, confidence, worst]
+            refresh.click(analytics, None, outs)
+            ui.load(analytics, None, outs)
+        with gr.Tab("Review"):
+            table = gr.Dataframe(label="Down-voted and low-confidence turns", interactive=False, elem_id="review-table")
+            with gr.Row():
+                turn = gr.Dropdown(label="Turn", choices=[], elem_id="review-turn")
+                intent = gr.Dropdown(label="Right intent", choices=service.intents(), elem_id="review-intent")
+                save = gr.Button("Save correction", variant="primary", elem_id="review-save")
+            note = gr.Markdown(elem_id="review-status")
+            save.click(correct, [turn, intent], [note, table, turn])
+            ui.load(queue, None, [table, turn])
+        with gr.Tab("Models"):
+            versions = gr.Dataframe(label="Intent model versions (* serving)", interactive=False)
+            with gr.Row():
+                version = gr.Dropdown(label="Version", choices=[])
+                promote = gr.Button("Promote")
+                rollback = gr.Button("Roll back")
+            model_note = gr.Markdown()
+            promote.click(lambda v: act(service.promote, v), [version], [model_note, versions, version])
+            rollback.click(lambda: act(service.rollback), None, [model_note, versions, version])
+            with gr.Row():
+                start = gr.Button("Start a retrain from feedback", variant="primary")
+                check = gr.Button("Refresh retrain status")
+            state = gr.Markdown()
+            log_box = gr.Textbox(label="Retrain log", lines=12, max_lines=12)
+            start.click(retrain, None, [state])
+            check.click(retrain_status, None, [state, log_box])
+            gr.Timer(5).tick(retrain_status, None, [state, log_box])
+            ui.load(models, None, [versions, version])
+    return ui
+
