@@ -142,12 +142,14 @@ def main() -> None:
                "seconds": round(time.perf_counter() - started, 1)}]
     print(rounds[-1], flush=True)
     rng = random.Random(args.seed)
+    turns = 0
     for r in range(1, args.rounds + 1):
         t0 = time.perf_counter()
-        queries = stream[(r - 1) * args.turns : r * args.turns]
+        queries = stream[(r - 1) * args.turns : r * args.turns]  # the stream holds 9,233 queries: round 5 gets 1,233
+        turns += len(queries)
         sim = simulate_round(assistant, queries, rng, args.noise)
         result = retrain(settings, IntentTrainConfig(epochs=args.epochs, seed=args.seed + r), from_feedback=True, on_step=print)
-        rounds.append({"round": r, "turns": r * args.turns, **measure(assistant, test, seeds), "promoted": result.promoted,
+        rounds.append({"round": r, "turns": turns, "round_turns": len(queries), **measure(assistant, test, seeds), "promoted": result.promoted,
                        "gate": result.reason, "simulation": sim, "seconds": round(time.perf_counter() - t0, 1)})
         print(rounds[-1], flush=True)
 
