@@ -28,13 +28,13 @@ class FeedbackRequest(BaseModel):
     turn_id: str = Field(..., max_length=64)
     vote: Literal["up", "down"]
     comment: str = Field("", max_length=2000)
-    session_id: str | None = Field(None, max_length=64)
+    session_id: str = Field(..., max_length=64, description="The session the turn belongs to: customers vote only on their own turns")
 
 
 class ChooseRequest(BaseModel):
     turn_id: str = Field(..., max_length=64)
     intent: str = Field(..., max_length=100)
-    session_id: str | None = Field(None, max_length=64)
+    session_id: str = Field(..., max_length=64)
 
 
 class SessionRequest(BaseModel):

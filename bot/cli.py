@@ -91,6 +91,26 @@ def ingest(ctx, file: Path, question_col: str, answer_col: str, intent_col: str 
     click.echo(report.summary())
 
 
+@cli.group()
+def tickets() -> None:
+    """Manage the knowledge base's tickets."""
+
+
+@tickets.command(name="delete")
+@click.argument("ticket_id", type=int)
+@click.pass_context
+def tickets_delete(ctx, ticket_id: int) -> None:
+    """Remove a ticket from the knowledge base and its index (no rebuild).
+
+    Example: csbot tickets delete 1533
+    """
+    from bot.assistant import Assistant
+
+    if not Assistant.from_settings(_settings(ctx)).kb.delete(ticket_id):
+        raise click.ClickException(f"there is no ticket {ticket_id}")
+    click.echo(f"deleted ticket {ticket_id}")
+
+
 @cli.command()
 @click.argument("message")
 @click.option("--session", default=None, help="Continue this session id")

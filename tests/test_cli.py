@@ -73,3 +73,13 @@ def test_reviewer_correction(home):
 
     rows = list(FeedbackStore(Settings(home=home).db_path).feedback_rows())
     assert [(r["corrected_intent"], r["source"]) for r in rows] == [("card_swallowed", "reviewer")]
+
+
+def test_tickets_delete(home):
+    reply = json.loads(run(home, "ask", "I lost my card, what do I do?").output)
+    top = reply["sources"][0]["ticket_id"]
+    assert run(home, "tickets", "delete", str(top)).exit_code == 0
+    again = json.loads(run(home, "ask", "I lost my card, what do I do?").output)
+    assert top not in [s["ticket_id"] for s in again["sources"]]
+    missing = run(home, "tickets", "delete", str(top))
+    assert missing.exit_code == 1 and f"no ticket {top}" in missing.output

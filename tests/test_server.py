@@ -83,9 +83,12 @@ def test_bad_requests_get_plain_4xx(server):
     assert huge.status_code == 200 and "only the first 2000" in huge.json()["notice"]
     assert httpx.post(f"{server}/api/v1/chat", json={"message": "a" * 100_001}, timeout=30).status_code == 422
     assert httpx.post(f"{server}/api/v1/chat", json={"message": 5}, timeout=30).status_code == 422
-    unknown = httpx.post(f"{server}/api/v1/feedback", json={"turn_id": "nope", "vote": "up"}, timeout=30)
+    unknown = httpx.post(f"{server}/api/v1/feedback", json={"turn_id": "nope", "vote": "up", "session_id": "s"}, timeout=30)
     assert unknown.status_code == 404 and "no turn" in unknown.json()["detail"]
-    assert httpx.post(f"{server}/api/v1/feedback", json={"turn_id": "x", "vote": "maybe"}, timeout=30).status_code == 422
+    assert httpx.post(f"{server}/api/v1/feedback", json={"turn_id": "x", "vote": "maybe", "session_id": "s"}, timeout=30).status_code == 422
+    mine = httpx.post(f"{server}/api/v1/chat", json={"message": "where is my card"}, timeout=30).json()
+    for body in ({"turn_id": mine["turn_id"], "vote": "up"}, {"turn_id": mine["turn_id"], "vote": "up", "session_id": "someone-else"}):
+        assert httpx.post(f"{server}/api/v1/feedback", json=body, timeout=30).status_code in (404, 422)
 
 
 def test_openapi_and_chat_page_are_served(server):
