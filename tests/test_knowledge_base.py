@@ -101,7 +101,7 @@ def test_index_catches_up_after_a_crash_between_database_and_index(tmp_path, enc
 
 def test_index_type_follows_size_and_ivf_supports_add_and_remove():
     assert choose_spec(10_000) == "IDMap2,Flat"
-    assert choose_spec(1_000_000).startswith("IVF4000")
+    assert choose_spec(1_000_000) == "IVF1000,SQ8"
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((2000, 16)).astype("float32")
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
