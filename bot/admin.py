@@ -8,7 +8,6 @@ answering while it runs.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import secrets
@@ -27,10 +26,6 @@ from pydantic import BaseModel, Field
 from bot.assistant import Assistant
 from core.errors import CsbotError, InputError
 from core.types import Feedback
-
-EXPORT_SQL = """select f.id, f.created_at, f.turn_id, t.session_id, t.message, t.intent, t.confidence, t.action,
-                       f.vote, f.comment, f.corrected_intent, f.source
-                from feedback f join turns t on t.id = f.turn_id order by f.id"""
 
 
 def admin_credentials() -> tuple[str, str] | None:
@@ -132,11 +127,8 @@ class AdminService:
         return {"state": state, "log": text}
 
     def export_csv(self) -> str:
-        cursor = self.store.db.execute(EXPORT_SQL)
         buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow([d[0] for d in cursor.description])
-        writer.writerows(cursor)
+        self.store.export_csv(buf)
         return buf.getvalue()
 
 

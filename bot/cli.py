@@ -4,7 +4,6 @@ the registry or the retraining command; errors become one plain sentence and exi
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import sys
@@ -260,16 +259,11 @@ def feedback_export(ctx, output: Path | None) -> None:
     from core.store import FeedbackStore
 
     store = FeedbackStore(_settings(ctx).db_path)
-    sql = """select f.id, f.created_at, f.turn_id, t.session_id, t.message, t.intent, t.confidence, t.action,
-                    f.vote, f.comment, f.corrected_intent, f.source
-             from feedback f join turns t on t.id = f.turn_id order by f.id"""
-    cursor = store.db.execute(sql)
-    out = output.open("w", newline="") if output else sys.stdout
-    writer = csv.writer(out)
-    writer.writerow([d[0] for d in cursor.description])
-    writer.writerows(cursor)
-    if output:
-        out.close()
+    if output is None:
+        store.export_csv(sys.stdout)
+        return
+    with output.open("w", newline="") as out:
+        store.export_csv(out)
 
 
 if __name__ == "__main__":

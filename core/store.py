@@ -6,6 +6,7 @@ connection runs in WAL mode with a busy timeout so several threads and processes
 
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 import threading
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from sqlite_utils import Database
 
@@ -129,6 +130,17 @@ class FeedbackStore:
 
     def count(self, table: str) -> int:
         return self.db[table].count
+
+    def export_csv(self, out: TextIO) -> None:
+        """Every vote with its (already redacted) turn, as CSV: what `csbot feedback export` and the admin export give."""
+        cursor = self.db.execute(
+            """select f.id, f.created_at, f.turn_id, t.session_id, t.message, t.intent, t.confidence, t.action,
+                      f.vote, f.comment, f.corrected_intent, f.source
+               from feedback f join turns t on t.id = f.turn_id order by f.id"""
+        )
+        writer = csv.writer(out)
+        writer.writerow([d[0] for d in cursor.description])
+        writer.writerows(cursor)
 
     def feedback_rows(self, *, cutoff: str | None = None) -> Iterator[dict[str, Any]]:
         """Each voted turn with its latest vote (newer votes supersede older ones), up to ``cutoff``."""
