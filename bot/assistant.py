@@ -176,7 +176,7 @@ class Assistant:
             prediction = classifier.predict([text], top=5)[0]
             retrieved = self.kb.search(self.kb.encoder.encode([text]), self.settings.top_k)[0]
             ranked = ranker.rank(retrieved, dict(zip(prediction.labels, prediction.probabilities)))
-            reply = self._route(base, prediction, ranked)
+            reply = self._route(base, prediction, ranked, self.thresholds(classifier))
         reply = replace(reply, latency_ms=round((time.perf_counter() - started) * 1000, 2))
         self.store.append_turn(reply, text)
         return reply
@@ -187,12 +187,22 @@ class Assistant:
             for c in ranked[: self.settings.num_sources]
         ]
 
-    def _route(self, base: Reply, prediction: IntentPrediction, ranked: list[Candidate]) -> Reply:
+    def thresholds(self, classifier: IntentClassifier) -> tuple[float, float]:
+        """(answer, handoff): the serving model's own, chosen on its validation data, unless set by hand."""
+        chosen = getattr(classifier.config, "thresholds", None) if self.settings.thresholds_from_model else None
+        if chosen:
+            return float(chosen["answer"]), float(chosen["handoff"])
+        return self.settings.answer_threshold, self.settings.handoff_threshold
+
+    def _route(self, base: Reply, prediction: IntentPrediction, ranked: list[Candidate], thresholds: tuple[float, float]) -> Reply:
+        answer_threshold, handoff_threshold = thresholds
         confidence = round(prediction.confidence, 4)
         base = replace(base, intent=prediction.intent, confidence=confidence)
-        if not ranked or prediction.confidence < self.settings.handoff_threshold:
+        # Out of scope: the classifier is unsure, or no ticket is about anything close (a kNN check that catches
+        # questions the classifier confidently maps to the nearest banking intent, e.g. "who won the match").
+        if not ranked or prediction.confidence < handoff_threshold or max(c.similarity for c in ranked) < self.settings.min_similarity:
             return replace(base, action="handoff", text=OUT_OF_SCOPE_TEXT, sources=self._sources(ranked))
-        if prediction.confidence < self.settings.answer_threshold:
+        if prediction.confidence < answer_threshold:
             suggestions = [
                 Suggestion(label, intent_title(label), round(p, 4))
                 for label, p in zip(prediction.labels[:3], prediction.probabilities[:3])
@@ -239,4 +249,6 @@ class Assistant:
         self.store.append_session_event(session_id, "release")
 
     def health(self) -> dict:
-        return {"status": "ok", "model_version": self.model_version, "tickets": self.kb.index.size}
+        answer, handoff = self.thresholds(self.intent_model()[1])
+        return {"status": "ok", "model_version": self.model_version, "tickets": self.kb.index.size,
+                "thresholds": {"answer": answer, "handoff": handoff}}

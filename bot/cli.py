@@ -152,14 +152,18 @@ def train(ctx, from_feedback: bool, epochs: int, max_steps: int | None, batch_si
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the report here")
 @click.pass_context
 def evaluate(ctx, file: Path, question_col: str, intent_col: str, json_out: Path | None) -> None:
-    """Intent accuracy and macro-F1, retrieval hit@1 and MRR@10, latency, on a labelled CSV or JSONL file.
+    """Intent accuracy, macro-F1, per-intent scores, ECE, retrieval hit@1 and MRR@10, latency, on a labelled CSV or JSONL file.
+
+    Rows whose intent the model does not know (or "oos") are out of scope: the report adds in-scope accuracy,
+    out-of-scope recall and precision, and AUROC. With --json, the confusion matrix goes beside it as PNG.
 
     Example: csbot eval data/eval.csv --json report.json
     """
     from bot.assistant import Assistant
     from bot.evaluation import evaluate_file
 
-    report = evaluate_file(Assistant.from_settings(_settings(ctx)).warm_up(), file, question_col=question_col, intent_col=intent_col)
+    png = json_out.with_suffix(".confusion.png") if json_out else None
+    report = evaluate_file(Assistant.from_settings(_settings(ctx)).warm_up(), file, question_col=question_col, intent_col=intent_col, confusion_png=png)
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
     _echo_json({k: v for k, v in report.items() if k != "per_intent"})

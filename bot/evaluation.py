@@ -33,20 +33,48 @@ def retrieval_scores(assistant: Assistant, texts: list[str], intents: list[str],
     }
 
 
-def evaluate_file(assistant: Assistant, path: Path, *, question_col: str = "question", intent_col: str = "intent") -> dict:
+OUT_OF_SCOPE_LABELS = {"oos", "out_of_scope", "out-of-scope", "open"}
+
+
+def evaluate_file(
+    assistant: Assistant,
+    path: Path,
+    *,
+    question_col: str = "question",
+    intent_col: str = "intent",
+    confusion_png: Path | None = None,
+) -> dict:
+    """The report of ``csbot eval``: intent metrics (with ECE and per intent), retrieval, latency and, when
+    the file has out-of-scope rows (an intent the model does not know, or one of ``OUT_OF_SCOPE_LABELS``),
+    how well the handoff threshold separates them: in-scope accuracy, out-of-scope recall/precision, AUROC."""
     columns, rows = read_rows(path)
     for col in (question_col, intent_col):
         if col not in columns:
             raise IngestError(f"{path.name} has no column {col!r}; its columns are: {', '.join(columns)}")
-    pairs = [(r[question_col].strip(), r[intent_col].strip()) for _, r, _ in rows if r and r[question_col].strip()]
-    texts, gold = [p[0] for p in pairs], [p[1] for p in pairs]
+    pairs = [(r[question_col].strip(), r[intent_col].strip()) for _, r, _ in rows if r and r[question_col].strip() and r[intent_col].strip()]
+    if not pairs:
+        raise IngestError(f"{path.name} has no rows with both a {question_col!r} and an {intent_col!r}")
     version, classifier = assistant.intent_model()
-    probs = classifier.probabilities(texts)
     labels = classifier.labels
+    known = set(labels)
+    in_scope = np.array([g in known and g.lower() not in OUT_OF_SCOPE_LABELS for _, g in pairs])
+    texts = [p[0] for p in pairs]
+    probs = classifier.probabilities(texts)
+    confidence = probs.max(1)
     predicted = [labels[i] for i in probs.argmax(1)]
-    report = classification_metrics(gold, predicted, probs.max(1))
+    gold_in = [g for (_, g), k in zip(pairs, in_scope) if k]
+    pred_in = [p for p, k in zip(predicted, in_scope) if k]
+    report = classification_metrics(gold_in, pred_in, confidence[in_scope]) if gold_in else {"n": 0}
     report["model_version"] = version
-    report["retrieval"] = retrieval_scores(assistant, texts, gold, probs)
+    answer_threshold, handoff_threshold = assistant.thresholds(classifier)
+    report["thresholds"] = {"answer": answer_threshold, "handoff": handoff_threshold}
+    if not in_scope.all():
+        report["out_of_scope"] = out_of_scope_scores(in_scope, confidence, predicted, [g for _, g in pairs], handoff_threshold)
+    if gold_in:
+        report["retrieval"] = retrieval_scores(assistant, [t for t, k in zip(texts, in_scope) if k], gold_in, probs[in_scope])
+        if confusion_png is not None:
+            confusion_image(gold_in, pred_in, confusion_png)
+            report["confusion_matrix_png"] = str(confusion_png)
     latencies = []
     for text in texts[:200]:  # the read path of respond(), timed per single query, without storing a turn
         start = time.perf_counter()
@@ -56,3 +84,47 @@ def evaluate_file(assistant: Assistant, path: Path, *, question_col: str = "ques
         latencies.append((time.perf_counter() - start) * 1000)
     report["latency_ms"] = {"p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95))} if latencies else {}
     return report
+
+
+def out_of_scope_scores(in_scope: np.ndarray, confidence: np.ndarray, predicted: list[str], gold: list[str], handoff: float) -> dict:
+    """A query is rejected (handed off) below ``handoff``; in-scope accuracy counts right and not rejected."""
+    from sklearn.metrics import roc_auc_score
+
+    rejected = confidence < handoff
+    oos = ~in_scope
+    correct_in = np.array([p == g for p, g in zip(predicted, gold)]) & ~rejected & in_scope
+    return {
+        "in_scope_queries": int(in_scope.sum()),
+        "out_of_scope_queries": int(oos.sum()),
+        "in_scope_accuracy": float(correct_in.sum() / max(in_scope.sum(), 1)),
+        "out_of_scope_recall": float((rejected & oos).sum() / max(oos.sum(), 1)),
+        "out_of_scope_precision": float((rejected & oos).sum() / max(rejected.sum(), 1)),
+        "auroc": float(roc_auc_score(in_scope, confidence)) if in_scope.any() and oos.any() else None,
+        "handoff_threshold": handoff,
+    }
+
+
+def confusion_image(gold: list[str], predicted: list[str], out: Path, cell: int = 10) -> Path:
+    """A PNG heat map of the confusion matrix (rows: true intent, columns: predicted; darker = more), with labels."""
+    from PIL import Image, ImageDraw
+    from sklearn.metrics import confusion_matrix
+
+    names = sorted(set(gold) | set(predicted))
+    matrix = confusion_matrix(gold, predicted, labels=names).astype(float)
+    matrix /= np.maximum(matrix.sum(1, keepdims=True), 1)
+    margin = 8 + 6 * max(len(n) for n in names)
+    size = margin + cell * len(names)
+    image = Image.new("RGB", (size + 4, size + 4), "white")
+    draw = ImageDraw.Draw(image)
+    for i, name in enumerate(names):
+        draw.text((2, margin + i * cell - 1), name[: margin // 6], fill="black")
+        for j in range(len(names)):
+            v = matrix[i, j]
+            if v > 0:
+                shade = int(255 * (1 - v))
+                colour = (shade, shade, 255) if i == j else (255, shade, shade)
+                draw.rectangle([margin + j * cell, margin + i * cell, margin + (j + 1) * cell - 1, margin + (i + 1) * cell - 1], fill=colour)
+    draw.rectangle([margin, margin, size - 1, size - 1], outline="grey")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+    return out

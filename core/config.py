@@ -12,6 +12,14 @@ from core.errors import CsbotError
 _DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
+def _parse_bool(raw: str) -> bool:
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a deployment may want to change.
@@ -28,6 +36,8 @@ class Settings:
     eval_file: Path = _DATA_DIR / "eval.csv"
     answer_threshold: float = 0.5  # calibrated confidence needed to answer outright
     handoff_threshold: float = 0.2  # below this the question is out of scope: hand off to a person
+    min_similarity: float = 0.45  # hand off when no ticket is this close (cosine): the question is about something else
+    thresholds_from_model: bool = True  # use the thresholds the model chose on validation data (off when set above)
     max_message_chars: int = 2000  # longer messages are truncated, with a notice
     top_k: int = 20  # candidates retrieved before ranking
     num_sources: int = 3  # sources shown with an answer
@@ -65,9 +75,12 @@ class Settings:
                 continue
             kind = type(getattr(cls, f.name))
             try:
-                values[f.name] = Path(raw) if kind in (Path, type(Path())) else kind(raw)
+                values[f.name] = Path(raw) if kind in (Path, type(Path())) else _parse_bool(raw) if kind is bool else kind(raw)
             except ValueError as err:
                 raise CsbotError(f"CSBOT_{f.name.upper()}={raw!r} is not a valid {kind.__name__}") from err
+        explicit = {"answer_threshold", "handoff_threshold"} & (set(values) | {k for k, v in overrides.items() if v is not None})
+        if explicit and "thresholds_from_model" not in values:
+            values["thresholds_from_model"] = False  # a threshold set by hand wins over the model's
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
 

@@ -49,19 +49,27 @@ class IntentModel(BertPreTrainedModel):
 
     def embed(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
-        return F.normalize(mean_pool(hidden, attention_mask), dim=-1)
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return F.normalize(mean_pool(hidden.float(), attention_mask), dim=-1)
 
     def head(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """Cosine logits for already-pooled, normalised embeddings."""
-        weight = F.normalize(self.classifier.weight, dim=-1)
-        return float(getattr(self.config, "scale", 20.0)) * embeddings @ weight.T
+        """Cosine logits for already-pooled, normalised embeddings.
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **_):
-        logits = self.head(self.embed(input_ids, attention_mask, token_type_ids))
+        Always in float32, also under bf16 autocast: at scale 20, bf16's 8-bit mantissa would blur the cosine
+        differences between close intents (the encoder, where the time goes, stays in bf16).
+        """
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            weight = F.normalize(self.classifier.weight.float(), dim=-1)
+            return float(getattr(self.config, "scale", 20.0)) * embeddings.float() @ weight.T
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, output_hidden_states=False, **_):
+        """Logits; with ``output_hidden_states`` the pooled, normalised embeddings come back as ``hidden_states[-1]``."""
+        embeddings = self.embed(input_ids, attention_mask, token_type_ids)
+        logits = self.head(embeddings)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits, labels, label_smoothing=float(getattr(self.config, "label_smoothing", 0.0)))
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=(embeddings,) if output_hidden_states else None)
 
 
 @dataclass(frozen=True)
@@ -89,8 +97,9 @@ class IntentClassifier:
         'lost_or_stolen_card'
     """
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, device: str | None = None) -> None:
         self.model_dir = Path(model_dir)
+        self.device = device or "cpu"  # serving is CPU; benchmarks on a lent GPU pass "cuda"
         self._model: IntentModel | None = None
         self._tokenizer = None
         self._lock = threading.Lock()
@@ -99,7 +108,7 @@ class IntentClassifier:
         with self._lock:
             if self._model is None:
                 self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-                model = IntentModel.from_pretrained(self.model_dir)
+                model = IntentModel.from_pretrained(self.model_dir).to(self.device)
                 model.eval()
                 self._model = model
         return self
@@ -114,8 +123,8 @@ class IntentClassifier:
         self.warm_up()
         return self._model.config
 
-    def logits(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        """Uncalibrated logits, shape (len(texts), num_intents)."""
+    def embed(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """Pooled, L2-normalised query embeddings of the fine-tuned encoder, shape (len(texts), hidden)."""
         self.warm_up()
         out = []
         with torch.inference_mode():
@@ -126,9 +135,21 @@ class IntentClassifier:
                     truncation=True,
                     max_length=MAX_TOKENS,
                     return_tensors="pt",
-                )
-                out.append(self._model(**batch).logits.float().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+                ).to(self._model.device)
+                out.append(self._model.embed(**batch).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.config.hidden_size), dtype=np.float32)
+
+    def logits_from_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        self.warm_up()
+        with torch.inference_mode():
+            weight = self._model.classifier.weight
+            return self._model.head(torch.as_tensor(embeddings, device=weight.device, dtype=weight.dtype)).float().cpu().numpy()
+
+    def logits(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """Uncalibrated logits, shape (len(texts), num_intents)."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.logits_from_embeddings(self.embed(texts, batch_size))
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Calibrated probabilities: softmax(logits / temperature)."""

@@ -69,4 +69,4 @@ def assistant(settings):
 
 
 def with_thresholds(settings: Settings, answer: float, handoff: float) -> Settings:
-    return replace(settings, answer_threshold=answer, handoff_threshold=handoff)
+    return replace(settings, answer_threshold=answer, handoff_threshold=handoff, thresholds_from_model=False)

@@ -42,6 +42,22 @@ def test_very_low_confidence_offers_a_person(settings):
     assert reply.action == "handoff" and "talk to a person" in reply.text
 
 
+def test_serving_uses_the_thresholds_the_model_chose_on_validation(assistant, settings):
+    classifier = assistant.intent_model()[1]
+    chosen = classifier.config.thresholds
+    assert 0 < chosen["handoff"] <= chosen["answer"] < 1
+    assert assistant.thresholds(classifier) == (chosen["answer"], chosen["handoff"])
+    assert assistant.health()["thresholds"] == {"answer": chosen["answer"], "handoff": chosen["handoff"]}
+    by_hand = Assistant.from_settings(with_thresholds(settings, answer=0.7, handoff=0.1))
+    assert by_hand.thresholds(classifier) == (0.7, 0.1)  # a threshold set by hand (CSBOT_*_THRESHOLD) wins
+
+
+@pytest.mark.parametrize("question", ["what's the weather in Paris", "tell me a joke", "who won the football match yesterday"])
+def test_far_from_every_intent_gets_no_confident_banking_answer(assistant, question):
+    reply = assistant.respond(question)
+    assert reply.action in ("handoff", "clarify"), (reply.action, reply.intent, reply.confidence)
+
+
 def test_asking_for_a_person_silences_the_bot_until_released(assistant):
     first = assistant.respond("Can I talk to a human please?")
     assert first.action == "handoff"

@@ -47,6 +47,26 @@ def test_eval_writes_a_report(home, tmp_path):
     report = json.loads(out.read_text())
     assert report["n"] == 2 and 0 <= report["accuracy"] <= 1
     assert set(report["retrieval"]["hit_at_1"]) == {"without_ranker", "with_ranker"}
+    assert report["per_intent"]["lost_or_stolen_card"]["support"] == 1 and "ece" in report
+    assert out.with_suffix(".confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert "out_of_scope" not in report
+
+
+def test_eval_reports_out_of_scope_detection(home, tmp_path):
+    data = tmp_path / "mixed.csv"
+    data.write_text(
+        "question,intent\nI lost my card,lost_or_stolen_card\nmy card got stuck in the ATM,card_swallowed\n"
+        "how do I top up by bank transfer,transfer_into_account\nwhat's the weather in Paris,oos\n"
+        "tell me a joke,oos\nrecommend a pizza place near me,restaurant_recommendation\n"
+    )
+    out = tmp_path / "report.json"
+    result = run(home, "eval", str(data), "--json", str(out))
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    oos = report["out_of_scope"]
+    assert oos["in_scope_queries"] == 3 and oos["out_of_scope_queries"] == 3 and report["n"] == 3
+    assert 0 <= oos["in_scope_accuracy"] <= 1 and oos["auroc"] is not None
+    assert oos["out_of_scope_recall"] >= 2 / 3  # the handoff threshold chosen on validation catches them
 
 
 def test_feedback_export(home, tmp_path):

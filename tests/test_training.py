@@ -49,6 +49,23 @@ def test_temperature_softens_overconfident_logits():
     assert calibrate_temperature(logits, labels) > 2.0
 
 
+def test_thresholds_are_chosen_on_validation_confidence():
+    from training.train_intent import choose_thresholds
+
+    torch.manual_seed(0)
+    confident = torch.rand(90) * 0.2 + 0.8  # 90 right answers at 0.8-1.0
+    unsure = torch.rand(10) * 0.3 + 0.2  # 10 unsure ones at 0.2-0.5, half of them wrong
+    conf = torch.cat([confident, unsure])
+    probs = torch.stack([conf, 1 - conf], 1)
+    y = torch.tensor([0] * 95 + [1] * 5)
+    chosen = choose_thresholds(probs, y)
+    assert 0.2 <= chosen["handoff"] <= 0.5  # 5% of validation falls below
+    assert chosen["handoff"] <= chosen["answer"] <= 0.5  # 95 of 100 right: answering down to the handoff keeps >= 90%
+    weak = choose_thresholds(probs, torch.tensor([0] * 60 + [1] * 40))  # 40% of the confident ones wrong
+    assert weak["answer"] == 0.5
+    assert choose_thresholds(probs[:5], y[:5]) is None  # too little validation data to choose
+
+
 def test_validation_split_is_stable():
     assert is_validation("How do I locate my card?") == is_validation(" how do i locate my card? ")
     train, val = split_tickets([])

@@ -18,6 +18,7 @@ class Example:
     label: str
     weight: float = 1.0
     negative: bool = False
+    soft: tuple[float, ...] | None = None  # teacher probabilities over the sorted intents (distillation)
 
 
 def is_validation(text: str) -> bool:

@@ -154,7 +154,7 @@ def retrain(
             "reason": reason,
             "worse_intents": worse_intents(candidate, serving) if serving else [],
         },
-        "thresholds": {"answer": settings.answer_threshold, "handoff": settings.handoff_threshold},
+        "thresholds": facts.get("thresholds") or {"answer": settings.answer_threshold, "handoff": settings.handoff_threshold},
     }
     version = registry.publish(KIND, staging, card)
     if promoted:
