@@ -57,8 +57,13 @@ def measure(assistant: Assistant, test: list[dict], seeds: list[dict]) -> dict:
     hits = retrieval_scores(assistant, texts, gold, probs)
     seed_pred = clf.predict([r["question"] for r in seeds], top=1)
     seed_acc = sum(p.intent == r["intent"] for p, r in zip(seed_pred, seeds)) / len(seeds)
-    return {"model_version": version, "accuracy": accuracy, "hit_at_1": hits["hit_at_1"]["with_ranker"],
-            "hit_at_1_without_ranker": hits["hit_at_1"]["without_ranker"], "seed_accuracy": seed_acc}
+    return {
+        "model_version": version,
+        "accuracy": accuracy,
+        "hit_at_1": hits["hit_at_1"]["with_ranker"],
+        "hit_at_1_without_ranker": hits["hit_at_1"]["without_ranker"],
+        "seed_accuracy": seed_acc,
+    }
 
 
 def simulate_round(assistant: Assistant, queries: list[dict], rng: random.Random, noise: float) -> dict:
@@ -138,8 +143,16 @@ def main() -> None:
     ensure_ready(settings, on_step=print)
     cold = retrain(settings, IntentTrainConfig(epochs=args.cold_epochs, seed=args.seed), on_step=print)
     assistant = Assistant.from_settings(settings).warm_up()
-    rounds = [{"round": 0, "turns": 0, **measure(assistant, test, seeds), "promoted": cold.promoted, "gate": cold.reason,
-               "seconds": round(time.perf_counter() - started, 1)}]
+    rounds = [
+        {
+            "round": 0,
+            "turns": 0,
+            **measure(assistant, test, seeds),
+            "promoted": cold.promoted,
+            "gate": cold.reason,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    ]
     print(rounds[-1], flush=True)
     rng = random.Random(args.seed)
     turns = 0
@@ -149,17 +162,37 @@ def main() -> None:
         turns += len(queries)
         sim = simulate_round(assistant, queries, rng, args.noise)
         result = retrain(settings, IntentTrainConfig(epochs=args.epochs, seed=args.seed + r), from_feedback=True, on_step=print)
-        rounds.append({"round": r, "turns": turns, "round_turns": len(queries), **measure(assistant, test, seeds), "promoted": result.promoted,
-                       "gate": result.reason, "simulation": sim, "seconds": round(time.perf_counter() - t0, 1)})
+        rounds.append(
+            {
+                "round": r,
+                "turns": turns,
+                "round_turns": len(queries),
+                **measure(assistant, test, seeds),
+                "promoted": result.promoted,
+                "gate": result.reason,
+                "simulation": sim,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
         print(rounds[-1], flush=True)
 
-    out = write_result("feedback_loop.json", {
-        "protocol": {"seed_per_intent": args.per_intent, "turns_per_round": args.turns, "noise": args.noise,
-                     "epochs_per_round": args.epochs, "cold_start_epochs": args.cold_epochs, "seed": args.seed,
-                     "test_split": "BANKING77 test (3,080 queries)", "stream": "BANKING77 train queries not in the seed set"},
-        "rounds": rounds,
-        "total_seconds": round(time.perf_counter() - started, 1),
-    })
+    out = write_result(
+        "feedback_loop.json",
+        {
+            "protocol": {
+                "seed_per_intent": args.per_intent,
+                "turns_per_round": args.turns,
+                "noise": args.noise,
+                "epochs_per_round": args.epochs,
+                "cold_start_epochs": args.cold_epochs,
+                "seed": args.seed,
+                "test_split": "BANKING77 test (3,080 queries)",
+                "stream": "BANKING77 train queries not in the seed set",
+            },
+            "rounds": rounds,
+            "total_seconds": round(time.perf_counter() - started, 1),
+        },
+    )
     plot(rounds, RESULTS / "feedback_loop.png")
     print(f"wrote {out}")
 

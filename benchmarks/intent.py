@@ -44,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import DATA, RESULTS, read_csv, write_result  # noqa: E402
-from retrieval.metrics import classification_metrics, expected_calibration_error  # noqa: E402
+from retrieval.metrics import classification_metrics  # noqa: E402
 from training.data import Example, is_validation  # noqa: E402
 
 FEW_SHOT = 10
@@ -320,8 +320,11 @@ def summarise(results: dict, workdir: Path) -> dict:
                 groups[k[len(prefix) :].rsplit("_seed", 1)[0] if "_seed" in k else "default"].append(v)
         if groups:
             summary[f"{setting}_variants"] = {
-                g: {m: {"mean": float(np.mean([r[m] for r in rs])), "std": float(np.std([r[m] for r in rs])), "runs": len(rs)}
-                    for m in ("accuracy", "macro_f1", "train_seconds") if all(m in r for r in rs)}
+                g: {
+                    m: {"mean": float(np.mean([r[m] for r in rs])), "std": float(np.std([r[m] for r in rs])), "runs": len(rs)}
+                    for m in ("accuracy", "macro_f1", "train_seconds")
+                    if all(m in r for r in rs)
+                }
                 for g, rs in groups.items()
             }
     if "few_shot_10_variants" in summary and FEW_HEADLINE in summary["few_shot_10_variants"]:
@@ -330,9 +333,14 @@ def summarise(results: dict, workdir: Path) -> dict:
         summary["few_shot_10"] = {m: s["mean"] for m, s in v.items()} | {"variant": FEW_HEADLINE, "accuracy_std": v["accuracy"]["std"]}
     if "default" in summary.get("open_intent_75_variants", {}):
         v = summary["open_intent_75_variants"]["default"]
-        summary["open_intent_75"] = {"accuracy": v["accuracy"]["mean"], "macro_f1": v["macro_f1"]["mean"],
-                                     "accuracy_std": v["accuracy"]["std"], "macro_f1_std": v["macro_f1"]["std"],
-                                     "score": "calibrated max probability", "rejected_validation_share": REJECT_SHARE}
+        summary["open_intent_75"] = {
+            "accuracy": v["accuracy"]["mean"],
+            "macro_f1": v["macro_f1"]["mean"],
+            "accuracy_std": v["accuracy"]["std"],
+            "macro_f1_std": v["macro_f1"]["std"],
+            "score": "calibrated max probability",
+            "rejected_validation_share": REJECT_SHARE,
+        }
     return summary
 
 
@@ -380,8 +388,13 @@ def latency(model_dir: Path) -> dict:
         t = time.perf_counter()
         clf.predict([text])
         times.append((time.perf_counter() - t) * 1000)
-    return {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95)), "queries": len(times),
-            "torch_threads": torch.get_num_threads(), "model": str(model_dir)}
+    return {
+        "p50": float(np.percentile(times, 50)),
+        "p95": float(np.percentile(times, 95)),
+        "queries": len(times),
+        "torch_threads": torch.get_num_threads(),
+        "model": str(model_dir),
+    }
 
 
 def main() -> None:

@@ -45,8 +45,14 @@ def quality(home: Path) -> dict:
     probs = clf.probabilities(texts)
     accuracy = float(np.mean([clf.labels[i] == g for i, g in zip(probs.argmax(1), gold)]))
     scores = retrieval_scores(assistant, texts, gold, probs)
-    return {**scores, "intent_accuracy": accuracy, "intent_version": version,
-            "ranker_version": assistant.ranking_model()[0], "tickets": assistant.kb.count(), "queries": len(texts)}
+    return {
+        **scores,
+        "intent_accuracy": accuracy,
+        "intent_version": version,
+        "ranker_version": assistant.ranking_model()[0],
+        "tickets": assistant.kb.count(),
+        "queries": len(texts),
+    }
 
 
 def build_home(source: Path, size: int, dest: Path) -> dict:
@@ -69,9 +75,18 @@ def build_home(source: Path, size: int, dest: Path) -> dict:
     for i in range(size):
         t = real[i % n_real]
         copy = i // n_real
-        rows.append({"id": i + 1, "question": t.question if copy == 0 else f"{t.question} (#{copy})", "answer": t.answer,
-                     "intent": t.intent, "created_at": t.created_at, "source": "synthetic" if copy else t.source,
-                     "question_key": f"{i}", "external_id": ""})
+        rows.append(
+            {
+                "id": i + 1,
+                "question": t.question if copy == 0 else f"{t.question} (#{copy})",
+                "answer": t.answer,
+                "intent": t.intent,
+                "created_at": t.created_at,
+                "source": "synthetic" if copy else t.source,
+                "question_key": f"{i}",
+                "external_id": "",
+            }
+        )
     with store.db.conn:
         store.db["tickets"].insert_all(rows, batch_size=5000)
     db_seconds = time.perf_counter() - t0
@@ -91,8 +106,7 @@ def build_home(source: Path, size: int, dest: Path) -> dict:
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10] + 1
     found, _ = index.search(queries, 10)
     recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, found)]))
-    return {"index": index.meta["spec"], "build_seconds": round(build_seconds, 2), "db_seconds": round(db_seconds, 2),
-            "recall_vs_exact": recall}
+    return {"index": index.meta["spec"], "build_seconds": round(build_seconds, 2), "db_seconds": round(db_seconds, 2), "recall_vs_exact": recall}
 
 
 def measure_serving(home: Path, n_queries: int) -> dict:
@@ -124,9 +138,15 @@ def measure_serving(home: Path, n_queries: int) -> dict:
     t = time.perf_counter()
     report = assistant.kb.ingest(new, intent_col="intent")
     add_seconds = time.perf_counter() - t
-    return {"p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95)),
-            "rss_mb": round(rss, 1), "start_seconds": round(start_seconds, 2), "add_1000_seconds": round(add_seconds, 2),
-            "added": report.added, "queries": len(latencies)}
+    return {
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p95_ms": float(np.percentile(latencies, 95)),
+        "rss_mb": round(rss, 1),
+        "start_seconds": round(start_seconds, 2),
+        "add_1000_seconds": round(add_seconds, 2),
+        "added": report.added,
+        "queries": len(latencies),
+    }
 
 
 def main() -> None:
@@ -155,8 +175,7 @@ def main() -> None:
     for size in [int(s) for s in args.sizes.split(",")]:
         home = Path(tempfile.mkdtemp(prefix=f"csbot-scale-{size}-")) / "home"
         entry = {"tickets": size, **build_home(args.home, size, home)}
-        out = subprocess.run([sys.executable, __file__, "--measure", str(home), "--queries", str(args.queries)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, __file__, "--measure", str(home), "--queries", str(args.queries)], capture_output=True, text=True, check=True)
         entry.update(json.loads(out.stdout.strip().splitlines()[-1]))
         result["scale"].append(entry)
         print(json.dumps(entry), flush=True)

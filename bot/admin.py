@@ -57,22 +57,44 @@ class AdminService:
     # ---- analytics --------------------------------------------------------------------------
     def stats(self) -> dict:
         db = self.store.db
-        per_day = [dict(r) for r in db.query(
-            "select substr(t.created_at, 1, 10) as day, count(*) as turns, "
-            "(select count(*) from feedback f where substr(f.created_at, 1, 10) = substr(t.created_at, 1, 10) and f.vote != 0) as votes "
-            "from turns t group by day order by day")]
-        per_intent = [dict(r) for r in db.query(
-            "select t.intent, sum(f.vote = -1) as down, count(*) as votes, round(1.0 * sum(f.vote = -1) / count(*), 3) as down_rate "
-            "from feedback f join turns t on t.id = f.turn_id where f.vote != 0 and t.intent != '' "
-            "group by t.intent order by down_rate desc, down desc limit 20")]
-        confidence = [dict(r) for r in db.query(
-            "select round(min(cast(confidence * 10 as int), 9) / 10.0, 1) as bucket, count(*) as turns "
-            "from turns where action != 'handoff' or confidence > 0 group by bucket order by bucket")]
-        worst = [dict(r) for r in db.query(
-            "select t.message, t.intent, count(*) as down_votes from feedback f join turns t on t.id = f.turn_id "
-            "where f.vote = -1 group by lower(t.message), t.intent order by down_votes desc limit 10")]
-        return {"turns": self.store.count("turns"), "votes": self.store.count("feedback"), "per_day": per_day,
-                "down_rate_per_intent": per_intent, "confidence": confidence, "most_down_voted": worst}
+        per_day = [
+            dict(r)
+            for r in db.query(
+                "select substr(t.created_at, 1, 10) as day, count(*) as turns, "
+                "(select count(*) from feedback f where substr(f.created_at, 1, 10) = substr(t.created_at, 1, 10) and f.vote != 0) as votes "
+                "from turns t group by day order by day"
+            )
+        ]
+        per_intent = [
+            dict(r)
+            for r in db.query(
+                "select t.intent, sum(f.vote = -1) as down, count(*) as votes, round(1.0 * sum(f.vote = -1) / count(*), 3) as down_rate "
+                "from feedback f join turns t on t.id = f.turn_id where f.vote != 0 and t.intent != '' "
+                "group by t.intent order by down_rate desc, down desc limit 20"
+            )
+        ]
+        confidence = [
+            dict(r)
+            for r in db.query(
+                "select round(min(cast(confidence * 10 as int), 9) / 10.0, 1) as bucket, count(*) as turns "
+                "from turns where action != 'handoff' or confidence > 0 group by bucket order by bucket"
+            )
+        ]
+        worst = [
+            dict(r)
+            for r in db.query(
+                "select t.message, t.intent, count(*) as down_votes from feedback f join turns t on t.id = f.turn_id "
+                "where f.vote = -1 group by lower(t.message), t.intent order by down_votes desc limit 10"
+            )
+        ]
+        return {
+            "turns": self.store.count("turns"),
+            "votes": self.store.count("feedback"),
+            "per_day": per_day,
+            "down_rate_per_intent": per_intent,
+            "confidence": confidence,
+            "most_down_voted": worst,
+        }
 
     # ---- review -----------------------------------------------------------------------------
     def review_queue(self, limit: int = 50) -> list[dict]:
@@ -112,8 +134,7 @@ class AdminService:
             logs = self.assistant.settings.home / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             self._retrain_log = logs / f"retrain-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.log"
-            cmd = [sys.executable, "-m", "bot.cli", "--home", str(self.assistant.settings.home), "train", "--from-feedback",
-                   "--epochs", str(epochs)]
+            cmd = [sys.executable, "-m", "bot.cli", "--home", str(self.assistant.settings.home), "train", "--from-feedback", "--epochs", str(epochs)]
             with self._retrain_log.open("w") as out:
                 self._retrain = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
         return self.retrain_status()
@@ -232,11 +253,19 @@ def build_admin_ui(service: AdminService):
 
     def models():
         cards = service.models()
-        frame = pd.DataFrame([{
-            "serving": "*" if c.get("serving") else "", "version": c["version"], "created": c.get("created_at", ""),
-            "val_accuracy": ((c.get("metrics") or {}).get("validation") or {}).get("accuracy"),
-            "seed_accuracy": (c.get("metrics") or {}).get("seed_accuracy"),
-            "gate": f"{c.get('gate', {}).get('decision', '')}: {c.get('gate', {}).get('reason', '')}"} for c in cards])
+        frame = pd.DataFrame(
+            [
+                {
+                    "serving": "*" if c.get("serving") else "",
+                    "version": c["version"],
+                    "created": c.get("created_at", ""),
+                    "val_accuracy": ((c.get("metrics") or {}).get("validation") or {}).get("accuracy"),
+                    "seed_accuracy": (c.get("metrics") or {}).get("seed_accuracy"),
+                    "gate": f"{c.get('gate', {}).get('decision', '')}: {c.get('gate', {}).get('reason', '')}",
+                }
+                for c in cards
+            ]
+        )
         return frame, gr.update(choices=[c["version"] for c in cards], value=None)
 
     def act(fn, *args):
@@ -296,4 +325,3 @@ def build_admin_ui(service: AdminService):
             gr.Timer(5).tick(retrain_status, None, [state, log_box])
             ui.load(models, None, [versions, version])
     return ui
-

@@ -64,9 +64,7 @@ def create_api(assistant: Assistant) -> FastAPI:
     @app.post("/api/v1/feedback", summary="Thumbs up or down on a turn, with an optional comment")
     def feedback(request: FeedbackRequest) -> dict:
         try:
-            row = assistant.feedback(
-                request.turn_id, 1 if request.vote == "up" else -1, comment=request.comment, session_id=request.session_id
-            )
+            row = assistant.feedback(request.turn_id, 1 if request.vote == "up" else -1, comment=request.comment, session_id=request.session_id)
         except CsbotError as err:
             raise _http_error(err) from err
         return {"status": "recorded", "feedback_id": row}

@@ -35,9 +35,7 @@ HANDOFF_REQUEST = re.compile(
 )
 HANDOFF_TEXT = "I'm passing this conversation to a member of our support team. They will reply here as soon as they can."
 SILENT_TEXT = "A member of our support team has this conversation and will reply here. The bot will stay quiet until then."
-OUT_OF_SCOPE_TEXT = (
-    "I'm not sure I can answer that correctly. Could you rephrase it, or would you like to talk to a person?"
-)
+OUT_OF_SCOPE_TEXT = "I'm not sure I can answer that correctly. Could you rephrase it, or would you like to talk to a person?"
 CLARIFY_TEXT = "I want to be sure I understand. Which of these is closest to your question?"
 
 
@@ -182,10 +180,7 @@ class Assistant:
         return reply
 
     def _sources(self, ranked: list[Candidate]) -> list[Source]:
-        return [
-            Source(c.ticket.id, round(c.score, 4), c.ticket.intent, c.ticket.question)
-            for c in ranked[: self.settings.num_sources]
-        ]
+        return [Source(c.ticket.id, round(c.score, 4), c.ticket.intent, c.ticket.question) for c in ranked[: self.settings.num_sources]]
 
     def thresholds(self, classifier: IntentClassifier) -> tuple[float, float]:
         """(answer, handoff): the serving model's own, chosen on its validation data, unless set by hand."""
@@ -203,23 +198,17 @@ class Assistant:
         if not ranked or prediction.confidence < handoff_threshold or max(c.similarity for c in ranked) < self.settings.min_similarity:
             return replace(base, action="handoff", text=OUT_OF_SCOPE_TEXT, sources=self._sources(ranked))
         if prediction.confidence < answer_threshold:
-            suggestions = [
-                Suggestion(label, intent_title(label), round(p, 4))
-                for label, p in zip(prediction.labels[:3], prediction.probabilities[:3])
-            ]
+            suggestions = [Suggestion(label, intent_title(label), round(p, 4)) for label, p in zip(prediction.labels[:3], prediction.probabilities[:3])]
             return replace(base, action="clarify", text=CLARIFY_TEXT, suggestions=suggestions, sources=self._sources(ranked))
         best = ranked[0]
-        return replace(base, action="answer", text=best.ticket.answer, intent=best.ticket.intent or prediction.intent,
-                       sources=self._sources(ranked))
+        return replace(base, action="answer", text=best.ticket.answer, intent=best.ticket.intent or prediction.intent, sources=self._sources(ranked))
 
     def choose(self, turn_id: str, intent: str, session_id: str | None = None) -> Reply:
         """The customer picked a suggested intent: answer with it and record the choice as a full label."""
         turn = self.store.turn(turn_id)
         if turn is None or (session_id is not None and turn["session_id"] != session_id):
             raise InputError("That suggestion belongs to a conversation I can't find. Please ask again.")
-        rows = self.store.db.execute(
-            "select id, question, answer from tickets where intent = ? order by id limit 1", [intent]
-        ).fetchall()
+        rows = self.store.db.execute("select id, question, answer from tickets where intent = ? order by id limit 1", [intent]).fetchall()
         if not rows:
             raise InputError(f"I don't know the topic {intent!r}. Please pick one of the suggestions.")
         self.store.append_feedback(Feedback(turn_id, 0, corrected_intent=intent, source="customer"))
@@ -250,5 +239,4 @@ class Assistant:
 
     def health(self) -> dict:
         answer, handoff = self.thresholds(self.intent_model()[1])
-        return {"status": "ok", "model_version": self.model_version, "tickets": self.kb.index.size,
-                "thresholds": {"answer": answer, "handoff": handoff}}
+        return {"status": "ok", "model_version": self.model_version, "tickets": self.kb.index.size, "thresholds": {"answer": answer, "handoff": handoff}}

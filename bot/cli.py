@@ -62,8 +62,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     settings = Settings.from_env(home=_settings(ctx).home, host=host, port=port)
     if admin_credentials() is None:
         local = settings.host in ("127.0.0.1", "localhost", "::1")
-        click.echo("csbot: admin console and admin API disabled (set CSBOT_ADMIN_USER and CSBOT_ADMIN_PASSWORD)"
-                   + ("" if local else "; this server is reachable from other machines"), err=True)
+        click.echo(
+            "csbot: admin console and admin API disabled (set CSBOT_ADMIN_USER and CSBOT_ADMIN_PASSWORD)"
+            + ("" if local else "; this server is reachable from other machines"),
+            err=True,
+        )
     ensure_ready(settings, on_step=lambda m: click.echo(f"csbot: {m}", err=True))
     assistant = Assistant.from_settings(settings).warm_up()
     click.echo(f"csbot: serving model {assistant.model_version} on http://{settings.host}:{settings.port}/", err=True)
@@ -126,7 +129,7 @@ def ask(ctx, message: str, session: str | None) -> None:
 
 @cli.command()
 @click.option("--from-feedback", is_flag=True, help="Add examples from customers' votes and reviewers' corrections")
-@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--epochs", type=int, default=5, show_default=True)
 @click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--quick", is_flag=True, help="Train only the classifier head on a frozen encoder (about a minute)")

@@ -123,9 +123,7 @@ class FeedbackStore:
 
     def session_state(self, session_id: str) -> str:
         """``'handoff'`` while a person owns the conversation, else ``'bot'``."""
-        rows = list(
-            self.db["session_events"].rows_where("session_id = ?", [session_id], order_by="id desc", limit=1)
-        )
+        rows = list(self.db["session_events"].rows_where("session_id = ?", [session_id], order_by="id desc", limit=1))
         return "handoff" if rows and rows[0]["event"] == "handoff" else "bot"
 
     def count(self, table: str) -> int:

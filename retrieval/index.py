@@ -43,9 +43,7 @@ class TicketIndex:
         self.meta = meta
 
     @classmethod
-    def build(
-        cls, vectors: np.ndarray, ids: np.ndarray, *, encoder_name: str, spec: str = "auto", nprobe: int = 16
-    ) -> TicketIndex:
+    def build(cls, vectors: np.ndarray, ids: np.ndarray, *, encoder_name: str, spec: str = "auto", nprobe: int = 16) -> TicketIndex:
         dim = vectors.shape[1]
         spec = choose_spec(len(ids)) if spec == "auto" else spec
         index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)

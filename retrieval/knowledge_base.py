@@ -259,7 +259,4 @@ class KnowledgeBase:
         """Top-``k`` tickets with cosine similarity for each query vector."""
         ids, scores = self.index.search(query_vectors, k)
         tickets = self.get([int(i) for i in np.unique(ids) if i >= 0])
-        return [
-            [(tickets[int(i)], float(s)) for i, s in zip(row_ids, row_scores) if int(i) in tickets]
-            for row_ids, row_scores in zip(ids, scores)
-        ]
+        return [[(tickets[int(i)], float(s)) for i, s in zip(row_ids, row_scores) if int(i) in tickets] for row_ids, row_scores in zip(ids, scores)]

@@ -24,12 +24,9 @@ def classification_metrics(y_true: list[str], y_pred: list[str], confidences: np
     result = {
         "n": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)) if y_true else 0.0,
-        "macro_f1": float(f1_score(y_true, y_pred, labels=sorted(set(y_true)), average="macro", zero_division=0))
-        if y_true
-        else 0.0,
+        "macro_f1": float(f1_score(y_true, y_pred, labels=sorted(set(y_true)), average="macro", zero_division=0)) if y_true else 0.0,
         "per_intent": {
-            label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}
-            for i, label in enumerate(labels)
+            label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])} for i, label in enumerate(labels)
         },
     }
     if confidences is not None and len(y_true):

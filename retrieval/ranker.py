@@ -87,10 +87,7 @@ class Ranker:
 
     def rank(self, retrieved: list[tuple[Ticket, float]], intent_probs: dict[str, float]) -> list[Candidate]:
         scores = self.features(retrieved, intent_probs) @ self._w + self.bias if retrieved else []
-        candidates = [
-            Candidate(ticket, sim, intent_probs.get(ticket.intent, 0.0), float(score))
-            for (ticket, sim), score in zip(retrieved, scores)
-        ]
+        candidates = [Candidate(ticket, sim, intent_probs.get(ticket.intent, 0.0), float(score)) for (ticket, sim), score in zip(retrieved, scores)]
         return sorted(candidates, key=lambda c: c.score, reverse=True)
 
     def save(self, directory: Path) -> None:

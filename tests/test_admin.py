@@ -23,8 +23,14 @@ def admin_server(ready_home, tmp_path_factory):
 
 def test_every_admin_action_needs_the_password(admin_server):
     base, _ = admin_server
-    for method, path in [("get", "/api/v1/admin/stats"), ("post", "/api/v1/admin/review"), ("post", "/api/v1/admin/models/promote"),
-                         ("post", "/api/v1/admin/models/rollback"), ("post", "/api/v1/admin/retrain"), ("get", "/api/v1/admin/export")]:
+    for method, path in [
+        ("get", "/api/v1/admin/stats"),
+        ("post", "/api/v1/admin/review"),
+        ("post", "/api/v1/admin/models/promote"),
+        ("post", "/api/v1/admin/models/rollback"),
+        ("post", "/api/v1/admin/retrain"),
+        ("get", "/api/v1/admin/export"),
+    ]:
         assert getattr(httpx, method)(f"{base}{path}", timeout=30).status_code == 401, path
         assert getattr(httpx, method)(f"{base}{path}", auth=("admin", "wrong"), timeout=30).status_code == 401, path
 

@@ -84,9 +84,7 @@ def test_huge_message_is_truncated_with_a_notice(assistant, settings):
 def test_votes_are_stored_in_the_sqlite_file(assistant, settings):
     reply = assistant.respond("I lost my card, what do I do?")
     assistant.feedback(reply.turn_id, -1, comment="not helpful, mail me at a@b.com", session_id=reply.session_id)
-    assert rows(settings, "select turn_id, vote, comment from feedback") == [
-        (reply.turn_id, -1, "not helpful, mail me at [EMAIL]")
-    ]
+    assert rows(settings, "select turn_id, vote, comment from feedback") == [(reply.turn_id, -1, "not helpful, mail me at [EMAIL]")]
     with pytest.raises(UnknownTurn):
         assistant.feedback(reply.turn_id, 1, session_id="another-session")
     with pytest.raises(UnknownTurn):

@@ -87,7 +87,7 @@ def test_widget_on_another_origin_clarify_choose_and_vote(browser, ready_home, t
     # Thresholds that make every question a clarification, so the suggestion flow is exercised.
     with start_server(home, free_port(), CSBOT_ANSWER_THRESHOLD="1.0", CSBOT_HANDOFF_THRESHOLD="0") as bot:
         (root / "index.html").write_text(
-            f'<!doctype html><html><head><title>Acme Bank</title></head><body><h1>Acme Bank</h1>'
+            f"<!doctype html><html><head><title>Acme Bank</title></head><body><h1>Acme Bank</h1>"
             f'<script src="{bot}/widget.js" data-title="Acme support" defer></script></body></html>'
         )
         page = browser.new_page(viewport={"width": 390, "height": 800})  # phone width

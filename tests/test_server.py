@@ -99,7 +99,13 @@ def test_openapi_and_chat_page_are_served(server):
 
 
 def test_admin_routes_refuse_without_credentials(server):
-    for method, path in [("get", "/api/v1/admin/stats"), ("get", "/api/v1/admin/review"), ("post", "/api/v1/admin/retrain"),
-                         ("post", "/api/v1/admin/models/rollback"), ("get", "/api/v1/admin/export"), ("get", "/admin")]:
+    for method, path in [
+        ("get", "/api/v1/admin/stats"),
+        ("get", "/api/v1/admin/review"),
+        ("post", "/api/v1/admin/retrain"),
+        ("post", "/api/v1/admin/models/rollback"),
+        ("get", "/api/v1/admin/export"),
+        ("get", "/admin"),
+    ]:
         response = getattr(httpx, method)(f"{server}{path}", timeout=30)
         assert response.status_code == 403, path

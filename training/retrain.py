@@ -73,11 +73,7 @@ def significantly_worse(candidate: list[bool], serving: list[bool], alpha: float
 
 def worse_intents(candidate: dict, serving: dict, tolerance: float = 0.05) -> list[str]:
     """Intents whose F1 dropped by more than ``tolerance``: the regressions a reviewer should look at."""
-    return sorted(
-        label
-        for label, scores in serving["per_intent"].items()
-        if scores["f1"] - candidate["per_intent"].get(label, {"f1": 0.0})["f1"] > tolerance
-    )
+    return sorted(label for label, scores in serving["per_intent"].items() if scores["f1"] - candidate["per_intent"].get(label, {"f1": 0.0})["f1"] > tolerance)
 
 
 def retrain(
@@ -148,8 +144,7 @@ def retrain(
             "serving_seed_accuracy": serving_seed,
         },
         "gate": {
-            "rule": f"promote unless worse than serving on validation (exact McNemar, p < {GATE_ALPHA}) "
-            f"or seed accuracy below serving's - {MAX_SEED_DROP}",
+            "rule": f"promote unless worse than serving on validation (exact McNemar, p < {GATE_ALPHA}) or seed accuracy below serving's - {MAX_SEED_DROP}",
             "decision": "promoted" if promoted else "refused",
             "reason": reason,
             "worse_intents": worse_intents(candidate, serving) if serving else [],
@@ -199,14 +194,16 @@ def retrain_ranker(
         "bias": candidate.bias,
         "data": {"fit_queries": len(fit_set.queries), "eval_queries": len(eval_set.queries), "answer_priors": len(candidate.answer_prior)},
         "metrics": {"hit_at_1": hit1, "mrr_at_10": cand_mrr, "serving_hit_at_1": serving_hit1, "serving_mrr_at_10": serv_mrr},
-        "gate": {"rule": f"promote unless worse than serving on held-out hit@1 (exact McNemar, p < {GATE_ALPHA})",
-                 "decision": "refused" if worse else "promoted", "reason": paired},
+        "gate": {
+            "rule": f"promote unless worse than serving on held-out hit@1 (exact McNemar, p < {GATE_ALPHA})",
+            "decision": "refused" if worse else "promoted",
+            "reason": paired,
+        },
     }
     version = registry.publish(RANKER, staging, card)
     if not worse:
         registry.promote(RANKER, version, reason=paired)
-    on_step(f"ranker {version}: {'kept ' + str(serving_version or 'default') if worse else 'promoted'} "
-            f"(hit@1 {hit1:.4f} vs {serving_hit1:.4f}; {paired})")
+    on_step(f"ranker {version}: {'kept ' + str(serving_version or 'default') if worse else 'promoted'} (hit@1 {hit1:.4f} vs {serving_hit1:.4f}; {paired})")
     return {"version": version, "promoted": not worse, "hit_at_1": hit1, "serving_hit_at_1": serving_hit1}
 
 

@@ -174,9 +174,7 @@ def choose_thresholds(val_probs: torch.Tensor, y_val: torch.Tensor) -> dict | No
 def _init_model(init_dir: Path, labels: list[str], cfg: IntentTrainConfig) -> IntentModel:
     """Start from ``init_dir`` (the base encoder or a previous intent version); keep its head if the labels match."""
     config = BertConfig.from_pretrained(init_dir)
-    same_labels = getattr(config, "architectures", None) == ["IntentModel"] and [
-        config.id2label[i] for i in range(config.num_labels)
-    ] == labels
+    same_labels = getattr(config, "architectures", None) == ["IntentModel"] and [config.id2label[i] for i in range(config.num_labels)] == labels
     config.num_labels = len(labels)
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: i for i, label in enumerate(labels)}
