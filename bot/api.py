@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from bot.admin import AdminService, admin_credentials, build_admin_ui, check_password, create_admin_router
 from bot.assistant import Assistant
 from core.errors import CsbotError, InputError, UnknownTurn
 
+log = logging.getLogger(__name__)
 WIDGET = Path(__file__).resolve().parent / "static" / "widget.js"
 WIDGET_VERSION = "v1"  # bump when the widget's behaviour changes; old paths keep serving embedded sites
 MAX_REQUEST_MESSAGE = 100_000  # longer bodies are refused outright; up to this, the Assistant truncates
@@ -41,6 +46,41 @@ class SessionRequest(BaseModel):
     session_id: str = Field(..., max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
+BUSY = "The bot is busy right now; please try again in a few seconds."
+STORAGE_DOWN = "We could not save that just now (our database is busy or full). Please try again in a moment."
+RATE_LIMITED = "Too many requests from your address; please wait a moment and try again."
+
+
+class RateLimiter:
+    """Token bucket per client: ``per_minute`` requests a minute on average, bursts up to half of that."""
+
+    def __init__(self, per_minute: int, max_clients: int = 100_000) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(5.0, per_minute / 2)
+        self.max_clients = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last refill time)
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(client, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            allowed = tokens >= 1.0
+            self._buckets[client] = (tokens - 1.0 if allowed else tokens, now)
+            if len(self._buckets) > self.max_clients:  # forget the idle (full) buckets; memory stays bounded
+                full = [k for k, (t, seen) in self._buckets.items() if t + (now - seen) * self.rate >= self.capacity]
+                for k in full[: len(self._buckets) // 2]:
+                    del self._buckets[k]
+            return allowed
+
+
+def client_address(request: Request, trust_forwarded_for: bool) -> str:
+    if trust_forwarded_for and request.headers.get("x-forwarded-for"):
+        return request.headers["x-forwarded-for"].split(",")[0].strip()
+    return request.client.host if request.client else "unknown"
+
+
 def _http_error(err: CsbotError) -> HTTPException:
     status = 404 if isinstance(err, UnknownTurn) else 400 if isinstance(err, InputError) else 503
     return HTTPException(status_code=status, detail=str(err))
@@ -54,12 +94,37 @@ def create_api(assistant: Assistant) -> FastAPI:
         description="A customer-service bot that answers from historical tickets and learns from votes.",
     )
 
-    @app.post("/api/v1/chat", summary="Send a customer message, get the bot's Reply")
+    settings = assistant.settings
+    pending = threading.BoundedSemaphore(settings.max_pending)
+    limiter = RateLimiter(settings.rate_limit) if settings.rate_limit else None
+
+    @app.middleware("http")
+    async def rate_limit(request: Request, call_next):
+        """429 before any work for a client over its rate (REST routes only; the Gradio chat queues its own)."""
+        if limiter and request.url.path.startswith("/api/") and not limiter.allow(client_address(request, settings.trust_forwarded_for)):
+            return JSONResponse({"detail": RATE_LIMITED}, status_code=429, headers={"Retry-After": "5"})
+        return await call_next(request)
+
+    @app.exception_handler(sqlite3.Error)
+    async def storage_error(request: Request, err: sqlite3.Error) -> JSONResponse:
+        """A locked or full database: a plain 503 for the customer, the details in the log, the server keeps going."""
+        log.error("storage error on %s: %s", request.url.path, err)
+        return JSONResponse({"detail": STORAGE_DOWN}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.post(
+        "/api/v1/chat",
+        summary="Send a customer message, get the bot's Reply",
+        responses={429: {"description": RATE_LIMITED}, 503: {"description": BUSY}},
+    )
     def chat(request: ChatRequest) -> dict:
+        if not pending.acquire(blocking=False):  # back-pressure: a clear answer instead of a growing queue
+            raise HTTPException(status_code=503, detail=BUSY, headers={"Retry-After": "2"})
         try:
             return assistant.respond(request.message, request.session_id or None).to_dict()
         except CsbotError as err:
             raise _http_error(err) from err
+        finally:
+            pending.release()
 
     @app.post("/api/v1/feedback", summary="Thumbs up or down on a turn, with an optional comment")
     def feedback(request: FeedbackRequest) -> dict:
@@ -121,3 +186,10 @@ def create_app(assistant: Assistant) -> FastAPI:
             return PlainTextResponse("The admin console is disabled: set CSBOT_ADMIN_USER and CSBOT_ADMIN_PASSWORD.", status_code=403)
 
     return gr.mount_gradio_app(app, build_ui(assistant), path="/")
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``csbot serve --workers N``: each worker process builds its own Assistant from CSBOT_*."""
+    from core.config import Settings
+
+    return create_app(Assistant.from_settings(Settings.from_env()).warm_up())

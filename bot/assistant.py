@@ -19,6 +19,7 @@ from core.errors import InputError, ModelNotFound
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from core.types import Feedback, Reply, Source, Suggestion
+from bot.batcher import MicroBatcher
 from retrieval.encoder import Encoder
 from retrieval.intent import IntentClassifier, IntentPrediction
 from retrieval.knowledge_base import KnowledgeBase
@@ -75,11 +76,13 @@ class Assistant:
         self._broken: dict[str, str] = {}  # kind -> a version that failed to load
         self._default_ranker = self.ranker
         self._reload_lock = threading.Lock()
+        # Concurrent requests share the model passes (intent + retrieval encoder) and the FAISS search.
+        self._understand = MicroBatcher(self._understand_batch, max_batch=settings.max_batch, name="csbot-models")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Assistant:
         """Composition root: open the store, the knowledge base and the registry under ``settings.home``."""
-        store = FeedbackStore(settings.db_path)
+        store = FeedbackStore(settings.db_path, busy_timeout_s=settings.db_busy_timeout_s, max_size_mb=settings.db_max_mb)
         kb = KnowledgeBase(store, index_dir=settings.index_dir, encoder=Encoder())
         return cls(settings, store=store, knowledge_base=kb, registry=ModelRegistry(settings.models_dir))
 
@@ -171,13 +174,34 @@ class Assistant:
             self.store.append_session_event(session_id, "handoff")
             reply = replace(base, text=HANDOFF_TEXT)
         else:
-            prediction = classifier.predict([text], top=5)[0]
-            retrieved = self.kb.search(self.kb.encoder.encode([text]), self.settings.top_k)[0]
+            prediction, retrieved = self._understand((classifier, text))
             ranked = ranker.rank(retrieved, dict(zip(prediction.labels, prediction.probabilities)))
             reply = self._route(base, prediction, ranked, self.thresholds(classifier))
         reply = replace(reply, latency_ms=round((time.perf_counter() - started) * 1000, 2))
         self.store.append_turn(reply, text)
         return reply
+
+    def _understand_batch(self, items: list[tuple[IntentClassifier, str]]) -> list[tuple[IntentPrediction, list]]:
+        """Intent predictions and retrieved tickets for a batch of messages, in one pass per model.
+
+        A head on the frozen packaged encoder (the quick model) shares the retrieval encoder: one pass, not two.
+        """
+        out: list = [None] * len(items)
+        groups: dict[int, list[int]] = {}
+        for i, (classifier, _) in enumerate(items):  # a hot reload may put two model versions in one batch
+            groups.setdefault(id(classifier), []).append(i)
+        for rows in groups.values():
+            classifier = items[rows[0]][0]
+            texts = [items[i][1] for i in rows]
+            if classifier.shares_retrieval_encoder:
+                vectors = classifier.embed(texts)
+                predictions = classifier.predict_from_embeddings(vectors)
+            else:
+                predictions = classifier.predict(texts)
+                vectors = self.kb.encoder.encode(texts)
+            for i, prediction, retrieved in zip(rows, predictions, self.kb.search(vectors, self.settings.top_k)):
+                out[i] = (prediction, retrieved)
+        return out
 
     def _sources(self, ranked: list[Candidate]) -> list[Source]:
         return [Source(c.ticket.id, round(c.score, 4), c.ticket.intent, c.ticket.question) for c in ranked[: self.settings.num_sources]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -46,11 +47,14 @@ def cli(ctx: click.Context, home: Path | None, verbose: bool) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Address to bind [env CSBOT_HOST; default 127.0.0.1]")
 @click.option("--port", type=int, default=None, help="Port [env CSBOT_PORT; default 7860]")
+@click.option("--workers", type=int, default=1, show_default=True, help="Server processes sharing the port and the database")
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) -> None:
     """Serve the chat UI, the REST API and the widget on one port. The first start trains a quick model.
 
-    Example: csbot serve --port 7860
+    With --workers N, N processes (uvicorn's) each load the models and share one SQLite database (WAL).
+
+    Example: csbot serve --port 7860 --workers 2
     """
     import uvicorn
 
@@ -68,6 +72,13 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
             err=True,
         )
     ensure_ready(settings, on_step=lambda m: click.echo(f"csbot: {m}", err=True))
+    if workers < 1:
+        raise click.UsageError("--workers must be at least 1")
+    if workers > 1:
+        os.environ["CSBOT_HOME"] = str(settings.home)  # the worker processes build their settings from the environment
+        click.echo(f"csbot: {workers} workers on http://{settings.host}:{settings.port}/", err=True)
+        uvicorn.run("bot.api:app_from_env", factory=True, workers=workers, host=settings.host, port=settings.port, log_level="warning")
+        return
     assistant = Assistant.from_settings(settings).warm_up()
     click.echo(f"csbot: serving model {assistant.model_version} on http://{settings.host}:{settings.port}/", err=True)
     uvicorn.run(create_app(assistant), host=settings.host, port=settings.port, log_level="warning")

@@ -41,6 +41,12 @@ class Settings:
     max_message_chars: int = 2000  # longer messages are truncated, with a notice
     top_k: int = 20  # candidates retrieved before ranking
     num_sources: int = 3  # sources shown with an answer
+    db_busy_timeout_s: float = 10.0  # a write waits this long for a locked database, then the customer gets a plain 503
+    db_max_mb: float = 0.0  # a size quota for the database; beyond it writes fail like on a full disk (0 = none)
+    max_batch: int = 32  # most messages one model pass serves (concurrent requests are batched)
+    max_pending: int = 64  # chat requests in progress at once; more get 503 "busy, try again" instead of a pile-up
+    rate_limit: int = 120  # REST requests per minute per client (429 above; 0 = off); bursts up to half of it
+    trust_forwarded_for: bool = False  # behind a reverse proxy: the client is the first X-Forwarded-For address
     allowed_origins: str = "*"  # comma-separated sites that may embed the widget (CORS); empty: same origin only
 
     def __post_init__(self) -> None:
@@ -49,6 +55,8 @@ class Settings:
                 "expected 0 <= handoff_threshold <= answer_threshold <= 1, found "
                 f"{self.handoff_threshold} and {self.answer_threshold}; set CSBOT_HANDOFF_THRESHOLD/CSBOT_ANSWER_THRESHOLD"
             )
+        if self.max_batch < 1 or self.max_pending < 1 or self.rate_limit < 0:
+            raise CsbotError("max_batch and max_pending must be at least 1 and rate_limit at least 0 (0 turns it off)")
         if self.top_k < 1 or self.num_sources < 1 or self.max_message_chars < 1:
             raise CsbotError("top_k, num_sources and max_message_chars must be at least 1")
 

@@ -39,14 +39,16 @@ class FeedbackStore:
         'bot'
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0, max_size_mb: float = 0.0) -> None:
         self.path = str(path)
+        self.busy_timeout_s = busy_timeout_s  # how long a write waits for another writer before it fails
+        self.max_size_mb = max_size_mb  # a quota: writes beyond it fail as on a full disk (0 = none)
         self._local = threading.local()
         self._memory_db: Database | None = None
         if self.path == ":memory:":
             # One shared connection: an in-memory database exists only inside its connection.
             self._memory_db = Database(sqlite3.connect(":memory:", check_same_thread=False))
-            self._prepare(self._memory_db)
+            self._prepare(self._memory_db, busy_timeout_s, 0.0)
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self.db.execute("select 1")  # open now so migrations run (and errors surface) at start-up
@@ -59,17 +61,20 @@ class FeedbackStore:
         db = getattr(self._local, "db", None)
         if db is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, check_same_thread=False)
                 db = Database(conn)
-                self._prepare(db)
+                self._prepare(db, self.busy_timeout_s, self.max_size_mb)
             except sqlite3.DatabaseError as err:
                 raise CsbotError(f"cannot open the database {self.path}: {err}") from err
             self._local.db = db
         return db
 
     @staticmethod
-    def _prepare(db: Database) -> None:
-        db.execute("PRAGMA busy_timeout = 30000")
+    def _prepare(db: Database, busy_timeout_s: float, max_size_mb: float) -> None:
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        if max_size_mb > 0:
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count = {max(1, int(max_size_mb * 1024 * 1024 / page_size))}")
         db.execute("PRAGMA foreign_keys = ON")
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "memory":
             db.execute("PRAGMA journal_mode = WAL")
@@ -107,6 +112,14 @@ class FeedbackStore:
         row["comment"] = redact(feedback.comment[:MAX_COMMENT_CHARS])
         row["created_at"] = feedback.created_at or utc_now()
         with self.db.conn:
+            # A replayed request (a double click, a retry, a replay attack) records nothing new: the same vote as
+            # the latest one from the same source on this turn returns that row.
+            latest = self.db.execute(
+                "select id, vote, comment, corrected_intent from feedback where turn_id = ? and source = ? order by id desc limit 1",
+                [feedback.turn_id, feedback.source],
+            ).fetchone()
+            if latest is not None and tuple(latest[1:]) == (row["vote"], row["comment"], row["corrected_intent"]):
+                return int(latest[0])
             return self.db["feedback"].insert(row).last_pk
 
     def append_session_event(self, session_id: str, event: str) -> None:

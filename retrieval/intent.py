@@ -151,18 +151,31 @@ class IntentClassifier:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return self.logits_from_embeddings(self.embed(texts, batch_size))
 
+    @property
+    def shares_retrieval_encoder(self) -> bool:
+        """True for a head trained on the frozen packaged encoder: its embeddings are the retrieval vectors too."""
+        return bool(getattr(self.config, "frozen_base_encoder", False))
+
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Calibrated probabilities: softmax(logits / temperature)."""
-        temperature = float(getattr(self.config, "calibration_temperature", 1.0))
-        logits = self.logits(texts) / temperature
+        return self._calibrated(self.logits(texts))
+
+    def _calibrated(self, logits: np.ndarray) -> np.ndarray:
+        logits = logits / float(getattr(self.config, "calibration_temperature", 1.0))
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         return probs / probs.sum(axis=1, keepdims=True)
 
     def predict(self, texts: list[str], top: int = 5) -> list[IntentPrediction]:
+        return self.predict_probabilities(self.probabilities(texts), top)
+
+    def predict_from_embeddings(self, embeddings: np.ndarray, top: int = 5) -> list[IntentPrediction]:
+        return self.predict_probabilities(self._calibrated(self.logits_from_embeddings(embeddings)), top)
+
+    def predict_probabilities(self, probabilities: np.ndarray, top: int = 5) -> list[IntentPrediction]:
         labels = self.labels
         result = []
-        for row in self.probabilities(texts):
+        for row in probabilities:
             order = np.argsort(-row)[:top]
             result.append(IntentPrediction([labels[i] for i in order], [float(row[i]) for i in order]))
         return result

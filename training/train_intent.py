@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, BertConfig, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
+from retrieval.encoder import base_model_path
 from retrieval.intent import MAX_TOKENS, IntentModel
 from training.data import Example
 
@@ -263,6 +264,8 @@ def train_intent_model(
     temperature = calibrate_temperature(val_logits, y_val)
     model.config.calibration_temperature = temperature
     model.config.thresholds = choose_thresholds((val_logits / temperature).softmax(-1), y_val)
+    # A head on the untouched packaged encoder can share the retrieval encoder's pass at serving time.
+    model.config.frozen_base_encoder = quick and Path(init_dir).resolve() == base_model_path().resolve()
     val_accuracy = float((val_logits.argmax(1) == y_val).float().mean()) if len(val) else float("nan")
 
     # 6. Save in the Hugging Face format (main process only when distributed).
