@@ -14,12 +14,12 @@ import time
 import uuid
 from dataclasses import replace
 
+from bot.batcher import MicroBatcher
 from core.config import Settings
 from core.errors import InputError, ModelNotFound
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from core.types import Feedback, Reply, Source, Suggestion
-from bot.batcher import MicroBatcher
 from retrieval.encoder import Encoder
 from retrieval.intent import IntentClassifier, IntentPrediction
 from retrieval.knowledge_base import KnowledgeBase
