@@ -20,6 +20,8 @@ from transformers import AutoTokenizer, BertConfig, BertModel, BertPreTrainedMod
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 
+from retrieval.encoder import fast_inference
+
 hf_logging.set_verbosity_error()  # load reports for our own head are expected, not news
 hf_logging.disable_progress_bar()
 
@@ -127,7 +129,7 @@ class IntentClassifier:
         """Pooled, L2-normalised query embeddings of the fine-tuned encoder, shape (len(texts), hidden)."""
         self.warm_up()
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), fast_inference(self._model.device.type):
             for start in range(0, len(texts), batch_size):
                 batch = self._tokenizer(
                     texts[start : start + batch_size],
