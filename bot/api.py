@@ -192,4 +192,8 @@ def app_from_env() -> FastAPI:
     """App factory for ``csbot serve --workers N``: each worker process builds its own Assistant from CSBOT_*."""
     from core.config import Settings
 
-    return create_app(Assistant.from_settings(Settings.from_env()).warm_up())
+    import gc
+
+    app = create_app(Assistant.from_settings(Settings.from_env()).warm_up())
+    gc.freeze()  # see `csbot serve`
+    return app

@@ -134,6 +134,7 @@ class IntentClassifier:
                 batch = self._tokenizer(
                     texts[start : start + batch_size],
                     padding=True,
+                    pad_to_multiple_of=16,  # few distinct shapes: the kernels' per-shape caches stay small
                     truncation=True,
                     max_length=MAX_TOKENS,
                     return_tensors="pt",
