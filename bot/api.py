@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from bot.admin import AdminService, admin_credentials, build_admin_ui, check_password, create_admin_router
 from bot.assistant import Assistant
 from core.errors import CsbotError, InputError, UnknownTurn
+from core.store import STORAGE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 WIDGET = Path(__file__).resolve().parent / "static" / "widget.js"
@@ -47,7 +48,6 @@ class SessionRequest(BaseModel):
 
 
 BUSY = "The bot is busy right now; please try again in a few seconds."
-STORAGE_DOWN = "We could not save that just now (our database is busy or full). Please try again in a moment."
 RATE_LIMITED = "Too many requests from your address; please wait a moment and try again."
 
 
@@ -107,9 +107,9 @@ def create_api(assistant: Assistant) -> FastAPI:
 
     @app.exception_handler(sqlite3.Error)
     async def storage_error(request: Request, err: sqlite3.Error) -> JSONResponse:
-        """A locked or full database: a plain 503 for the customer, the details in the log, the server keeps going."""
+        """A database error outside the store's writes (those raise StorageUnavailable): still a plain 503."""
         log.error("storage error on %s: %s", request.url.path, err)
-        return JSONResponse({"detail": STORAGE_DOWN}, status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse({"detail": STORAGE_UNAVAILABLE}, status_code=503, headers={"Retry-After": "5"})
 
     @app.post(
         "/api/v1/chat",
@@ -190,9 +190,9 @@ def create_app(assistant: Assistant) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """App factory for ``csbot serve --workers N``: each worker process builds its own Assistant from CSBOT_*."""
-    from core.config import Settings
-
     import gc
+
+    from core.config import Settings
 
     app = create_app(Assistant.from_settings(Settings.from_env()).warm_up())
     gc.freeze()  # see `csbot serve`

@@ -21,3 +21,7 @@ class UnknownTurn(InputError):
 
 class ModelNotFound(CsbotError):
     """No usable model version exists where one was expected."""
+
+
+class StorageUnavailable(CsbotError):
+    """The database is locked by another writer for too long, or the disk (or its quota) is full."""

@@ -91,7 +91,7 @@ class ModelRegistry:
         return version, self.path(kind, version)
 
     def path(self, kind: str, version: str) -> Path:
-        if not _VERSION.match(version):
+        if not isinstance(version, str) or not _VERSION.fullmatch(version):
             raise InputError(f"{version!r} is not a version name; expected something like v0003")
         path = self._kind_dir(kind) / version
         if not (path / "card.json").is_file():

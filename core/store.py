@@ -6,8 +6,10 @@ connection runs in WAL mode with a busy timeout so several threads and processes
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -18,12 +20,14 @@ from typing import Any, TextIO
 
 from sqlite_utils import Database
 
-from core.errors import CsbotError, InputError, UnknownTurn
+from core.errors import CsbotError, InputError, StorageUnavailable, UnknownTurn
 from core.migrations import migrations
 from core.redact import redact
 from core.types import Feedback, Reply
 
 MAX_COMMENT_CHARS = 2000
+STORAGE_UNAVAILABLE = "We could not save that just now (our database is busy or full). Please try again in a moment."
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> str:
@@ -69,6 +73,16 @@ class FeedbackStore:
             self._local.db = db
         return db
 
+    @contextlib.contextmanager
+    def _writing(self):
+        """One write transaction; a locked or full database becomes a plain StorageUnavailable (nothing half-written)."""
+        try:
+            with self.db.conn:
+                yield
+        except sqlite3.OperationalError as err:
+            log.error("cannot write to %s: %s", self.path, err)
+            raise StorageUnavailable(STORAGE_UNAVAILABLE) from err
+
     @staticmethod
     def _prepare(db: Database, busy_timeout_s: float, max_size_mb: float) -> None:
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
@@ -93,7 +107,7 @@ class FeedbackStore:
             suggestions=json.dumps(row["suggestions"]),
             sources=json.dumps(row["sources"]),
         )
-        with self.db.conn:
+        with self._writing():
             self.db["turns"].insert(row)
 
     def append_feedback(self, feedback: Feedback, *, session_id: str | None = None) -> int:
@@ -111,7 +125,7 @@ class FeedbackStore:
         row = asdict(feedback)
         row["comment"] = redact(feedback.comment[:MAX_COMMENT_CHARS])
         row["created_at"] = feedback.created_at or utc_now()
-        with self.db.conn:
+        with self._writing():
             # A replayed request (a double click, a retry, a replay attack) records nothing new: the same vote as
             # the latest one from the same source on this turn returns that row.
             latest = self.db.execute(
@@ -126,7 +140,7 @@ class FeedbackStore:
         """Record ``handoff`` (a person takes over) or ``release`` (the bot may answer again)."""
         if event not in ("handoff", "release"):
             raise InputError(f"unknown session event {event!r}; expected 'handoff' or 'release'")
-        with self.db.conn:
+        with self._writing():
             self.db["session_events"].insert({"session_id": session_id, "event": event, "created_at": utc_now()})
 
     # ---- reads ----------------------------------------------------------------------------

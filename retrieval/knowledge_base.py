@@ -61,6 +61,8 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str] | N
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise IngestError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8 and try again") from err
+    except OSError as err:
+        raise IngestError(f"cannot read {path}: {err.strerror or err}") from err
     rows: list[tuple[int, dict[str, str] | None, str]] = []
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         columns: set[str] = set()

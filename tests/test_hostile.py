@@ -3,6 +3,7 @@ real SQLite file and the real models: every bad request gets a 4xx with a plain 
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import threading
 from dataclasses import replace
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from bot.api import create_api
 from bot.assistant import Assistant
+from core.store import FeedbackStore
 
 MB = 1024 * 1024
 
@@ -164,3 +166,40 @@ def test_a_full_disk_gives_a_plain_503_and_keeps_what_was_stored(settings):
     assert 503 in codes and set(codes) <= {200, 503}, codes
     assert rows(settings, "select count(*) from turns where id = ?", [first["turn_id"]]) == [(1,)]
     assert client.get("/api/v1/health").status_code == 200  # still serving
+
+
+def _luhn_complete(prefix: str) -> str:
+    """``prefix`` plus the check digit that makes it Luhn-valid."""
+    from core.redact import luhn_valid
+
+    return next(prefix + d for d in "0123456789" if luhn_valid(prefix + d))
+
+
+def test_personal_data_never_reaches_the_database_or_the_export(client, settings):
+    secrets = {
+        "email": "Jane.Doe+refunds@Example.co.uk",
+        "amex": "3782 822463 10005",
+        "visa13": "4222222222222",
+        "card19": _luhn_complete("630400000000000001"),
+        "phone_uk": "07700 900123",
+        "phone_us": "+1-202-555-0143",
+        "iban": "FR14 2004 1010 0505 0001 3M02 606",
+    }
+    message = "Hi, I'm {email}, my card {amex} (or {visa13}, {card19}) was charged twice; call {phone_uk} or {phone_us}; refund to {iban}"
+    reply = client.post("/api/v1/chat", json={"message": message.format(**secrets)}).json()
+    comment = f"still waiting, reach me at {secrets['email']} / {secrets['phone_us']}"
+    assert (
+        client.post("/api/v1/feedback", json={"turn_id": reply["turn_id"], "vote": "down", "comment": comment, "session_id": reply["session_id"]}).status_code
+        == 200
+    )
+    stored = rows(settings, "select message from turns")[0][0] + rows(settings, "select comment from feedback")[0][0]
+    export = io.StringIO()
+    FeedbackStore(settings.db_path).export_csv(export)
+    raw_db = settings.db_path.read_bytes() + settings.db_path.with_name("csbot.db-wal").read_bytes()
+    for name, value in secrets.items():
+        digits = "".join(ch for ch in value if ch.isalnum())
+        for haystack in (stored, export.getvalue()):
+            assert value not in haystack and value.lower() not in haystack.lower(), name
+            assert digits not in "".join(ch for ch in haystack if ch.isalnum()), name
+        assert value.encode() not in raw_db, name
+    assert "[EMAIL]" in stored and "[CARD]" in stored and "[PHONE]" in stored and "[IBAN]" in stored
