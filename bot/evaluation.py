@@ -69,7 +69,11 @@ def evaluate_file(
     answer_threshold, handoff_threshold = assistant.thresholds(classifier)
     report["thresholds"] = {"answer": answer_threshold, "handoff": handoff_threshold}
     if not in_scope.all():
-        report["out_of_scope"] = out_of_scope_scores(in_scope, confidence, predicted, [g for _, g in pairs], handoff_threshold)
+        nearest = np.array([hits[0][1] if hits else 0.0 for hits in assistant.kb.search(assistant.kb.encoder.encode(texts), 1)])
+        rejected = (confidence < handoff_threshold) | (nearest < assistant.settings.min_similarity)  # serving's rule
+        report["out_of_scope"] = out_of_scope_scores(in_scope, confidence, predicted, [g for _, g in pairs], rejected)
+        report["out_of_scope"]["min_similarity"] = assistant.settings.min_similarity
+        report["out_of_scope"]["handoff_threshold"] = handoff_threshold
     if gold_in:
         report["retrieval"] = retrieval_scores(assistant, [t for t, k in zip(texts, in_scope) if k], gold_in, probs[in_scope])
         if confusion_png is not None:
@@ -86,11 +90,10 @@ def evaluate_file(
     return report
 
 
-def out_of_scope_scores(in_scope: np.ndarray, confidence: np.ndarray, predicted: list[str], gold: list[str], handoff: float) -> dict:
-    """A query is rejected (handed off) below ``handoff``; in-scope accuracy counts right and not rejected."""
+def out_of_scope_scores(in_scope: np.ndarray, confidence: np.ndarray, predicted: list[str], gold: list[str], rejected: np.ndarray) -> dict:
+    """``rejected``: handed off as out of scope; in-scope accuracy counts right and not rejected. AUROC: of the confidence."""
     from sklearn.metrics import roc_auc_score
 
-    rejected = confidence < handoff
     oos = ~in_scope
     correct_in = np.array([p == g for p, g in zip(predicted, gold)]) & ~rejected & in_scope
     return {
@@ -100,7 +103,6 @@ def out_of_scope_scores(in_scope: np.ndarray, confidence: np.ndarray, predicted:
         "out_of_scope_recall": float((rejected & oos).sum() / max(oos.sum(), 1)),
         "out_of_scope_precision": float((rejected & oos).sum() / max(rejected.sum(), 1)),
         "auroc": float(roc_auc_score(in_scope, confidence)) if in_scope.any() and oos.any() else None,
-        "handoff_threshold": handoff,
     }
 
 

@@ -150,7 +150,8 @@ def choose_thresholds(val_probs: torch.Tensor, y_val: torch.Tensor) -> dict | No
     """Answer / handoff thresholds on calibrated validation confidence; None without enough validation data.
 
     handoff: below it a query looks like none of the intents (open-intent detection without out-of-scope
-    examples): the confidence under which only ``OPEN_REJECT_SHARE`` of known validation queries fall.
+    examples): the confidence under which only ``OPEN_REJECT_SHARE`` of known validation queries fall, at most
+    half the answer threshold.
     answer: 0.5 (a calibrated answer more likely right than wrong), lowered to the confidence down to which the
     answered validation queries are still ``ANSWER_PRECISION`` right; between the two the bot asks which of its
     top intents was meant.
@@ -167,8 +168,10 @@ def choose_thresholds(val_probs: torch.Tensor, y_val: torch.Tensor) -> dict | No
     answer = min(max(answer, handoff), 0.5)
     return {
         "answer": round(answer, 4),
-        "handoff": round(min(handoff, answer), 4),
-        "rule": f"handoff: {OPEN_REJECT_SHARE:.0%} of validation below; answer: min(0.5, lowest confidence with precision >= {ANSWER_PRECISION})",
+        # Capped at half the answer threshold so that a band of clarification remains: a sharp fine-tuned model puts
+        # 5% of validation near 0.5, and without the cap every vague in-scope question would go to a person.
+        "handoff": round(min(handoff, answer / 2), 4),
+        "rule": f"handoff: {OPEN_REJECT_SHARE:.0%} of validation below (at most answer / 2); answer: min(0.5, lowest confidence with precision >= {ANSWER_PRECISION})",
     }
 
 
