@@ -171,7 +171,8 @@ def choose_thresholds(val_probs: torch.Tensor, y_val: torch.Tensor) -> dict | No
         # Capped at half the answer threshold so that a band of clarification remains: a sharp fine-tuned model puts
         # 5% of validation near 0.5, and without the cap every vague in-scope question would go to a person.
         "handoff": round(min(handoff, answer / 2), 4),
-        "rule": f"handoff: {OPEN_REJECT_SHARE:.0%} of validation below (at most answer / 2); answer: min(0.5, lowest confidence with precision >= {ANSWER_PRECISION})",
+        "rule": f"handoff: {OPEN_REJECT_SHARE:.0%} of validation below (at most answer / 2); "
+        f"answer: min(0.5, lowest confidence with precision >= {ANSWER_PRECISION})",
     }
 
 
