@@ -181,26 +181,28 @@ class Assistant:
         self.store.append_turn(reply, text)
         return reply
 
-    def _understand_batch(self, items: list[tuple[IntentClassifier, str]]) -> list[tuple[IntentPrediction, list]]:
-        """Intent predictions and retrieved tickets for a batch of messages, in one pass per model.
+    def understand(self, classifier: IntentClassifier, texts: list[str]) -> list[tuple[IntentPrediction, list]]:
+        """Intent predictions and retrieved tickets for messages: the model read path of ``respond``, one pass per model.
 
         A head on the frozen packaged encoder (the quick model) shares the retrieval encoder: one pass, not two.
         """
+        if classifier.shares_retrieval_encoder:
+            vectors = classifier.embed(texts)
+            predictions = classifier.predict_from_embeddings(vectors)
+        else:
+            predictions = classifier.predict(texts)
+            vectors = self.kb.encoder.encode(texts)
+        return list(zip(predictions, self.kb.search(vectors, self.settings.top_k)))
+
+    def _understand_batch(self, items: list[tuple[IntentClassifier, str]]) -> list[tuple[IntentPrediction, list]]:
+        """``understand`` for the batched requests, grouped by model (a hot reload may put two versions in one batch)."""
         out: list = [None] * len(items)
         groups: dict[int, list[int]] = {}
-        for i, (classifier, _) in enumerate(items):  # a hot reload may put two model versions in one batch
+        for i, (classifier, _) in enumerate(items):
             groups.setdefault(id(classifier), []).append(i)
         for rows in groups.values():
-            classifier = items[rows[0]][0]
-            texts = [items[i][1] for i in rows]
-            if classifier.shares_retrieval_encoder:
-                vectors = classifier.embed(texts)
-                predictions = classifier.predict_from_embeddings(vectors)
-            else:
-                predictions = classifier.predict(texts)
-                vectors = self.kb.encoder.encode(texts)
-            for i, prediction, retrieved in zip(rows, predictions, self.kb.search(vectors, self.settings.top_k)):
-                out[i] = (prediction, retrieved)
+            for i, result in zip(rows, self.understand(items[rows[0]][0], [items[i][1] for i in rows])):
+                out[i] = result
         return out
 
     def _sources(self, ranked: list[Candidate]) -> list[Source]:

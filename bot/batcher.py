@@ -38,8 +38,6 @@ class MicroBatcher(Generic[T, R]):
         self._queue: queue.SimpleQueue[tuple[T, Future]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self.batches = 0
-        self.items = 0
 
     def __call__(self, item: T, timeout: float | None = 30.0) -> R:
         """The result for ``item``; raises what ``fn`` raised for its batch."""
@@ -47,10 +45,6 @@ class MicroBatcher(Generic[T, R]):
         future: Future = Future()
         self._queue.put((item, future))
         return future.result(timeout=timeout)
-
-    @property
-    def mean_batch(self) -> float:
-        return self.items / self.batches if self.batches else 0.0
 
     def _ensure_thread(self) -> None:
         if self._thread is None:
@@ -67,12 +61,10 @@ class MicroBatcher(Generic[T, R]):
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            futures = [f for _, f in batch if f.set_running_or_notify_cancel()]
-            items = [i for i, f in batch if f in futures]
-            if not items:
+            live = [(i, f) for i, f in batch if f.set_running_or_notify_cancel()]  # skip cancelled callers
+            if not live:
                 continue
-            self.batches += 1
-            self.items += len(items)
+            items, futures = [i for i, _ in live], [f for _, f in live]
             try:
                 results = self.fn(items)
                 if len(results) != len(items):

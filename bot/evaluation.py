@@ -82,8 +82,7 @@ def evaluate_file(
     latencies = []
     for text in texts[:200]:  # the read path of respond(), timed per single query, without storing a turn
         start = time.perf_counter()
-        prediction = classifier.predict([text])[0]
-        hits = assistant.kb.search(assistant.kb.encoder.encode([text]), assistant.settings.top_k)[0]
+        prediction, hits = assistant.understand(classifier, [text])[0]
         assistant.ranking_model()[1].rank(hits, dict(zip(prediction.labels, prediction.probabilities)))
         latencies.append((time.perf_counter() - start) * 1000)
     report["latency_ms"] = {"p50": float(np.percentile(latencies, 50)), "p95": float(np.percentile(latencies, 95))} if latencies else {}

@@ -308,12 +308,8 @@ def _soft_targets(train: list[Example], labels: list[str]) -> torch.Tensor | Non
 
 
 def _param_groups(model: IntentModel, cfg: IntentTrainConfig) -> list[dict]:
-    """A gentle rate for the pretrained encoder (decaying towards the embeddings), a fast one for the small head."""
-    if cfg.layer_decay == 1.0:
-        return [
-            {"params": model.bert.parameters(), "lr": cfg.lr_encoder},
-            {"params": model.classifier.parameters(), "lr": cfg.lr_head},
-        ]
+    """A gentle rate for the pretrained encoder (decaying towards the embeddings unless layer_decay is 1), a fast
+    one for the small head. The encoder is its embeddings and its layers (no pooler)."""
     layers = model.bert.encoder.layer
     groups = [{"params": model.classifier.parameters(), "lr": cfg.lr_head}]
     for i, layer in enumerate(layers):
