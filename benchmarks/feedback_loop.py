@@ -1,35 +1,49 @@
-"""Learning from feedback, simulated (DESIGN.md, benchmark protocol 4).
+"""Learning from feedback, simulated (DESIGN.md, benchmark protocol 4), in three scenarios.
 
 Start from 10 labelled tickets per intent. Simulated customers send BANKING77 training queries the
-model has not seen through the real Assistant; they vote up when the answer's intent is right and down
-otherwise (10% of votes flipped), and when the bot asks them to clarify they pick the right topic if it
-is offered (10% of picks wrong). After every round of 2,000 turns the retraining command runs
+model has not seen through the real Assistant and vote on its answers; when the bot asks them to clarify
+they pick a topic. After every round of 2,000 turns the retraining command runs
 (``retrain(from_feedback=True)``, the same code as ``csbot train --from-feedback``) and its gate decides.
 Reports test accuracy (BANKING77 test split), retrieval hit@1 and accuracy on the seed tickets after
-every round; writes benchmarks/results/feedback_loop.json and feedback_loop.png.
+every round, with the gate's rule and the live-slice figures from the model card.
 
-Usage: python benchmarks/feedback_loop.py [--rounds 5] [--turns 2000] [--epochs 1]
+Scenarios (``--scenario``):
+- thumbs: customers vote up when the answer's intent is right and down otherwise, 10% of votes flipped;
+  they pick the right topic when it is offered (10% of picks wrong). 5 rounds.
+- noise: every vote and every pick is a coin flip. 10 rounds: the serving model must not get worse.
+- poison: one round in which 30% of the customers vote against every right answer (and for every wrong
+  one, and pick a wrong topic); the others behave as in ``thumbs``. The retrain must be refused.
+
+Each run writes one JSON (``--out``); ``--merge DIR`` combines the runs of a folder into
+benchmarks/results/feedback_loop.json (mean and spread per round over seeds) and feedback_loop.png.
+
+Usage: python benchmarks/feedback_loop.py --scenario thumbs --seed 0 --out runs/thumbs-0.json
+       python benchmarks/feedback_loop.py --merge runs
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DATA, RESULTS, read_csv, write_result  # noqa: E402
+from benchmarks.common import DATA, RESULTS, device, read_csv, write_result  # noqa: E402
 from bot.assistant import Assistant  # noqa: E402
 from bot.evaluation import retrieval_scores  # noqa: E402
 from core.config import Settings  # noqa: E402
+from core.registry import ModelRegistry  # noqa: E402
 from retrieval.intent import IntentClassifier  # noqa: E402
-from training.retrain import retrain  # noqa: E402
+from training.retrain import ensure_ready, retrain  # noqa: E402
 from training.train_intent import IntentTrainConfig  # noqa: E402
 
 
@@ -66,66 +80,55 @@ def measure(assistant: Assistant, test: list[dict], seeds: list[dict]) -> dict:
     }
 
 
-def simulate_round(assistant: Assistant, queries: list[dict], rng: random.Random, noise: float) -> dict:
+def simulate_round(assistant: Assistant, queries: list[dict], rng: random.Random, scenario: str, noise: float, poisoners: float) -> dict:
+    """Customers ask, vote and pick topics as the scenario says (module docstring); returns what happened."""
     counts: dict[str, int] = defaultdict(int)
-    session = None
+    session, hostile = None, False
     for i, row in enumerate(queries):
         if i % 3 == 0:
             session = f"sim-{rng.getrandbits(48):012x}"  # a customer asks about three questions
+            hostile = rng.random() < poisoners
+            counts["poisoning_customers"] += hostile
         reply = assistant.respond(row["question"], session)
         gold = row["intent"]
         counts[reply.action] += 1
         if reply.action == "answer":
             right = reply.intent == gold
             counts["answered_right"] += right
-            vote = 1 if right else -1
-            if rng.random() < noise:
-                vote, counts["flipped"] = -vote, counts["flipped"] + 1
+            if scenario == "noise":
+                vote = rng.choice([1, -1])
+            elif hostile:
+                vote = -1 if right else 1
+            else:
+                vote = 1 if right else -1
+                if rng.random() < noise:
+                    vote, counts["flipped"] = -vote, counts["flipped"] + 1
             assistant.feedback(reply.turn_id, vote, session_id=session)
         elif reply.action == "clarify":
             offered = [s.intent for s in reply.suggestions]
-            if gold in offered:
-                pick = gold if rng.random() >= noise else rng.choice([o for o in offered if o != gold] or [gold])
+            wrong = [o for o in offered if o != gold]
+            if scenario == "noise":
+                pick = rng.choice(offered)
+            elif hostile:
+                pick = rng.choice(wrong) if wrong else None
+            elif gold in offered:
+                pick = gold if rng.random() >= noise else rng.choice(wrong or [gold])
+            else:
+                pick = None
+            if pick is None:
+                assistant.feedback(reply.turn_id, -1, session_id=session)
+            else:
                 assistant.choose(reply.turn_id, pick, session)
                 counts["clarified_right" if pick == gold else "clarified_wrong"] += 1
-            else:
-                assistant.feedback(reply.turn_id, -1, session_id=session)
     return dict(counts)
 
 
-def plot(rounds: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    xs = [r["round"] for r in rounds]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("accuracy", "test accuracy"), ("hit_at_1", "retrieval hit@1"), ("seed_accuracy", "seed-set accuracy")):
-        ax.plot(xs, [r[key] * 100 for r in rounds], marker="o", label=label)
-    ax.axhline(91, color="grey", linestyle="--", linewidth=1, label="goal 91%")
-    ax.set_xlabel("round (2,000 customer turns each; 0 = cold start from 10 tickets per intent)")
-    ax.set_ylabel("%")
-    ax.set_title("Learning from thumbs alone (BANKING77 test split)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+SCENARIO_ROUNDS = {"thumbs": 5, "noise": 10, "poison": 1}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--turns", type=int, default=2000)
-    parser.add_argument("--per-intent", type=int, default=10)
-    parser.add_argument("--noise", type=float, default=0.1)
-    parser.add_argument("--epochs", type=int, default=1, help="epochs per retraining round (continual from serving)")
-    parser.add_argument("--cold-epochs", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--home", type=Path, default=None)
-    args = parser.parse_args()
-
-    home = args.home or Path(tempfile.mkdtemp(prefix="csbot-feedback-"))
+def run(args: argparse.Namespace, progress: Callable[[dict], None] | None = None) -> dict:
+    """One scenario with one seed: cold start, then rounds of simulated customers and a retrain after each."""
+    home = args.home or Path(tempfile.mkdtemp(prefix=f"csbot-{args.scenario}-{args.seed}-"))
     seeds, stream = split_seed_and_stream(args.per_intent, args.seed)
     test = read_csv(DATA / "eval.csv")
     seed_file = home / "seeds.csv"
@@ -135,32 +138,59 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(seeds)
     settings = Settings(home=home, default_tickets=seed_file)
+    registry = ModelRegistry(settings.models_dir)
     started = time.perf_counter()
 
-    # Round 0: a cold start, fine-tuned on the seed tickets alone.
-    from training.retrain import ensure_ready  # ingests the seed tickets and builds the index
+    def gate_facts(result) -> dict:
+        card = registry.card("intent", result.version)
+        return {
+            "candidate": result.version,
+            "promoted": result.promoted,
+            "rule": result.rule,
+            "gate": result.reason,
+            "candidate_validation_accuracy": card["metrics"]["validation"]["accuracy"],
+            "candidate_live": card["metrics"]["live"],
+            "serving_live": card["metrics"]["serving_live"],
+            "ranker": {k: result.ranker[k] for k in ("version", "promoted", "hit_at_1", "mrr_at_10")} if result.ranker else None,
+        }
 
-    ensure_ready(settings, on_step=print)
+    def facts() -> dict:
+        return {
+            "scenario": args.scenario,
+            "seed": args.seed,
+            "protocol": {
+                "seed_per_intent": args.per_intent,
+                "turns_per_round": args.turns,
+                "noise": 0.5 if args.scenario == "noise" else args.noise,
+                "poisoning_customers": args.poisoners if args.scenario == "poison" else 0.0,
+                "epochs_per_round": args.epochs,
+                "cold_start_epochs": args.cold_epochs,
+                "test_split": "BANKING77 test (3,080 queries)",
+                "stream": "BANKING77 train queries not in the seed set",
+            },
+            "total_seconds": round(time.perf_counter() - started, 1),
+            "ran_on": device(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    # Round 0: a cold start, fine-tuned on the seed tickets alone.
+    ensure_ready(settings, on_step=print)  # ingests the seed tickets, builds the index, trains the quick model
     cold = retrain(settings, IntentTrainConfig(epochs=args.cold_epochs, seed=args.seed), on_step=print)
     assistant = Assistant.from_settings(settings).warm_up()
-    rounds = [
-        {
-            "round": 0,
-            "turns": 0,
-            **measure(assistant, test, seeds),
-            "promoted": cold.promoted,
-            "gate": cold.reason,
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-    ]
+    rounds = [{"round": 0, "turns": 0, **measure(assistant, test, seeds), **gate_facts(cold), "seconds": round(time.perf_counter() - started, 1)}]
     print(rounds[-1], flush=True)
+    if progress is not None:
+        progress({**facts(), "rounds": rounds, "complete": False})
     rng = random.Random(args.seed)
     turns = 0
-    for r in range(1, args.rounds + 1):
+    n_rounds = args.rounds or SCENARIO_ROUNDS[args.scenario]
+    for r in range(1, n_rounds + 1):
         t0 = time.perf_counter()
-        queries = stream[(r - 1) * args.turns : r * args.turns]  # the stream holds 9,233 queries: round 5 gets 1,233
+        offset = ((r - 1) * args.turns) % len(stream)  # 10 noise rounds wrap around the 9,233-query stream
+        queries = (stream[offset:] + stream[:offset])[: args.turns]
         turns += len(queries)
-        sim = simulate_round(assistant, queries, rng, args.noise)
+        poisoners = args.poisoners if args.scenario == "poison" else 0.0
+        sim = simulate_round(assistant, queries, rng, args.scenario, args.noise, poisoners)
         result = retrain(settings, IntentTrainConfig(epochs=args.epochs, seed=args.seed + r), from_feedback=True, on_step=print)
         rounds.append(
             {
@@ -168,32 +198,123 @@ def main() -> None:
                 "turns": turns,
                 "round_turns": len(queries),
                 **measure(assistant, test, seeds),
-                "promoted": result.promoted,
-                "gate": result.reason,
+                **gate_facts(result),
                 "simulation": sim,
                 "seconds": round(time.perf_counter() - t0, 1),
             }
         )
         print(rounds[-1], flush=True)
+        if progress is not None:  # a run cut off by a time limit still leaves its finished rounds
+            progress({**facts(), "rounds": rounds, "complete": r == n_rounds})
+    return {**facts(), "rounds": rounds, "complete": True}
 
+
+def mean_and_spread(runs: list[dict]) -> list[dict]:
+    """Per round over seeds: mean, min and max of each measured figure."""
+    out = []
+    for r in range(min(len(run["rounds"]) for run in runs)):
+        rows = [run["rounds"][r] for run in runs]
+        entry = {"round": r, "turns": rows[0]["turns"], "seeds": len(rows)}
+        for key in ("accuracy", "hit_at_1", "seed_accuracy"):
+            values = [row[key] for row in rows]
+            entry[key] = sum(values) / len(values)
+            entry[f"{key}_min"], entry[f"{key}_max"] = min(values), max(values)
+        entry["promoted"] = sum(row["promoted"] for row in rows)
+        out.append(entry)
+    return out
+
+
+def merge(folder: Path) -> Path:
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    by_scenario: dict[str, list[dict]] = defaultdict(list)
+    for run in runs:
+        by_scenario[run["scenario"]].append(run)
+    scenarios = {}
+    for name, group in by_scenario.items():
+        group.sort(key=lambda run: run["seed"])
+        summary = mean_and_spread(group)
+        scenarios[name] = {"protocol": group[0]["protocol"], "mean": summary, "runs": group}
+        accs = [[row["accuracy"] for row in run["rounds"]] for run in group]
+        scenarios[name]["checks"] = {
+            "final_mean_accuracy": summary[-1]["accuracy"],
+            "largest_drop_between_rounds": max((a[i - 1] - a[i] for a in accs for i in range(1, len(a))), default=0.0),
+            "accuracy_change_over_all_rounds": [a[-1] - a[0] for a in accs],
+            "refused_candidates": sum(not row["promoted"] for run in group for row in run["rounds"][1:]),
+            "candidates": sum(len(run["rounds"]) - 1 for run in group),
+            "refusal_rules": sorted({row["rule"] for run in group for row in run["rounds"][1:] if not row["promoted"]}),
+        }
+    main = scenarios.get("thumbs") or next(iter(scenarios.values()))
     out = write_result(
         "feedback_loop.json",
         {
-            "protocol": {
-                "seed_per_intent": args.per_intent,
-                "turns_per_round": args.turns,
-                "noise": args.noise,
-                "epochs_per_round": args.epochs,
-                "cold_start_epochs": args.cold_epochs,
-                "seed": args.seed,
-                "test_split": "BANKING77 test (3,080 queries)",
-                "stream": "BANKING77 train queries not in the seed set",
-            },
-            "rounds": rounds,
-            "total_seconds": round(time.perf_counter() - started, 1),
+            "rounds": main["mean"],  # the thumbs-only scenario, mean over seeds (DESIGN.md's keys)
+            "scenarios": scenarios,
+            "ran_on": sorted({run["ran_on"] for run in runs}),
         },
     )
-    plot(rounds, RESULTS / "feedback_loop.png")
+    plot(scenarios, RESULTS / "feedback_loop.png")
+    return out
+
+
+def plot(scenarios: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    thumbs = scenarios.get("thumbs")
+    if thumbs:
+        rows = thumbs["mean"]
+        xs = [r["round"] for r in rows]
+        for key, label in (("accuracy", "test accuracy"), ("hit_at_1", "retrieval hit@1"), ("seed_accuracy", "seed-set accuracy")):
+            ax.plot(xs, [r[key] * 100 for r in rows], marker="o", label=f"{label} (mean of {rows[0]['seeds']} seeds)")
+            ax.fill_between(xs, [r[f"{key}_min"] * 100 for r in rows], [r[f"{key}_max"] * 100 for r in rows], alpha=0.2)
+        ax.axhline(91, color="grey", linestyle="--", linewidth=1, label="goal 91%")
+        ax.set_title("Thumbs only: 10% of votes flipped")
+        ax.set_xlabel("round (2,000 customer turns each; 0 = 10 tickets per intent)")
+        ax.set_ylabel("%")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    ax = axes[1]
+    for name, style in (("noise", "o-"), ("poison", "s-")):
+        if name in scenarios:
+            rows = scenarios[name]["runs"][0]["rounds"]
+            ax.plot([r["round"] for r in rows], [r["accuracy"] * 100 for r in rows], style, label=f"{name}: serving test accuracy")
+            for r in rows[1:]:
+                if not r["promoted"]:
+                    ax.annotate("x", (r["round"], r["accuracy"] * 100), color="red", ha="center", va="bottom")
+    ax.set_title("Coin-flip votes and poisoning (x = candidate refused)")
+    ax.set_xlabel("round")
+    ax.set_ylabel("%")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", choices=sorted(SCENARIO_ROUNDS), default="thumbs")
+    parser.add_argument("--rounds", type=int, default=None, help="default: 5 thumbs, 10 noise, 1 poison")
+    parser.add_argument("--turns", type=int, default=2000)
+    parser.add_argument("--per-intent", type=int, default=10)
+    parser.add_argument("--noise", type=float, default=0.1)
+    parser.add_argument("--poisoners", type=float, default=0.3, help="share of poisoning customers in the poison scenario")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per retraining round (continual from serving)")
+    parser.add_argument("--cold-epochs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--home", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="where this run's JSON goes")
+    parser.add_argument("--merge", type=Path, default=None, help="combine the run JSONs of this folder into feedback_loop.json")
+    args = parser.parse_args()
+    if args.merge:
+        print(f"wrote {merge(args.merge)}")
+        return
+    out = args.out or RESULTS / "runs" / f"{args.scenario}-{args.seed}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run(args, progress=lambda result: out.write_text(json.dumps(result, indent=2)))
     print(f"wrote {out}")
 
 

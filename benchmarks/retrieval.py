@@ -12,7 +12,7 @@ p50/p95 for single requests (intent, retrieval, ranking and the SQLite write of 
 memory of a fresh serving process, the time to ingest 1,000 new real tickets into it, and recall@10 of
 the index against exact search.
 
-Usage: python benchmarks/retrieval.py --home var [--sizes 10000,100000,1000000]
+Usage: python benchmarks/retrieval.py --home var [--sizes 10000,100000,1000000]   (--sizes "": quality only)
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DATA, read_csv, write_result  # noqa: E402
+from benchmarks.common import DATA, RESULTS, read_csv, write_result  # noqa: E402
 from core.config import Settings  # noqa: E402
 
 
@@ -172,7 +172,11 @@ def main() -> None:
     enc.encode(texts)
     result["encode_per_second"] = round(len(texts) / (time.perf_counter() - t), 1)
     result["scale"] = []
-    for size in [int(s) for s in args.sizes.split(",")]:
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if not sizes:  # quality only: keep the scale measurements of the last full run
+        previous = json.loads((RESULTS / "retrieval.json").read_text())
+        result["scale"], result["scale_measured"] = previous.get("scale", []), previous.get("scale_measured", previous.get("date"))
+    for size in sizes:
         home = Path(tempfile.mkdtemp(prefix=f"csbot-scale-{size}-")) / "home"
         entry = {"tickets": size, **build_home(args.home, size, home)}
         out = subprocess.run([sys.executable, __file__, "--measure", str(home), "--queries", str(args.queries)], capture_output=True, text=True, check=True)

@@ -158,7 +158,7 @@ def train(ctx, from_feedback: bool, epochs: int, max_steps: int | None, batch_si
 
     cfg = IntentTrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, quick=quick, seed=seed)
     result = retrain(_settings(ctx), cfg, from_feedback=from_feedback, on_step=lambda m: click.echo(m, err=True))
-    _echo_json({"version": result.version, "promoted": result.promoted, "reason": result.reason, "ranker": result.ranker})
+    _echo_json({"version": result.version, "promoted": result.promoted, "rule": result.rule, "reason": result.reason, "ranker": result.ranker})
 
 
 @cli.command(name="eval")

@@ -112,6 +112,17 @@ class ModelRegistry:
         with (kind_dir / "history.jsonl").open("a") as f:
             f.write(json.dumps(entry) + "\n")
 
+    def recent_versions(self, kind: str, n: int) -> list[str]:
+        """The last ``n`` distinct versions that served (the serving one first): the chain the drift rule looks at."""
+        history_file = self._kind_dir(kind) / "history.jsonl"
+        lines = history_file.read_text().splitlines() if history_file.exists() else []
+        served = [self.current_version(kind)] + [json.loads(line)["version"] for line in reversed(lines)]
+        out: list[str] = []
+        for version in served:
+            if version and version not in out and len(out) < n:
+                out.append(version)
+        return out
+
     def rollback(self, kind: str) -> str:
         """Serve the version that served before the current one; returns it."""
         current = self.current_version(kind)

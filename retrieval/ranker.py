@@ -11,8 +11,9 @@ ranking starts. The signals per candidate ticket:
   (a k-nearest-neighbour vote);
 - ``answer_prior``: how customers voted on this ticket's answer before, (up - down) / (votes + 5).
 
-The weights are fitted by logistic regression (``training.train_ranker``) and saved as ``ranker.json``
-in a registry version; without a trained version the hand-set default (similarity + probability) is used.
+The weights are fitted by pairwise logistic regression (``training.train_ranker``) and saved as
+``ranker.json`` in a registry version. Without a trained version, or until one beats it on held-out queries,
+the order is FAISS's own (similarity alone): a learned ranker must never subtract.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from core.types import Ticket
 
 FEATURES = ("similarity", "intent_probability", "is_top_intent", "neighbour_share", "answer_prior")
-DEFAULT_WEIGHTS = {"similarity": 1.0, "intent_probability": 1.0}
+DEFAULT_WEIGHTS = {"similarity": 1.0}  # FAISS order
 RANKER_FILE = "ranker.json"
 
 
@@ -50,7 +51,7 @@ class Candidate:
 class Ranker:
     """Example:
     >>> Ranker().rank([(ticket, 0.8)], {"card_arrival": 0.9})[0].score   # doctest: +SKIP
-    1.7
+    0.8
     """
 
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))

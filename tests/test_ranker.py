@@ -12,11 +12,11 @@ def ticket(i, intent, answer):
     return Ticket(i, f"question {i}", answer, intent)
 
 
-def test_default_ranker_combines_similarity_and_intent():
-    close_wrong, far_right = ticket(1, "a", "A"), ticket(2, "b", "B")
-    ranked = Ranker().rank([(close_wrong, 0.9), (far_right, 0.7)], {"b": 0.6, "a": 0.1})
-    assert [c.ticket.id for c in ranked] == [2, 1]
-    assert ranked[0].score == 0.7 + 0.6
+def test_default_ranker_is_faiss_order():
+    close, far = ticket(1, "a", "A"), ticket(2, "b", "B")
+    ranked = Ranker().rank([(far, 0.7), (close, 0.9)], {"b": 0.6, "a": 0.1})
+    assert [c.ticket.id for c in ranked] == [1, 2]
+    assert ranked[0].score == 0.9
 
 
 def test_a_tiny_ranker_training_run_follows_the_votes(tmp_path):

@@ -1,7 +1,8 @@
 """The retraining command: build data, train a candidate, evaluate it against serving, promote if not worse.
 
 The candidate is trained in a staging folder and only published (renamed to a version) once complete,
-so a crash leaves serving and the database untouched. Every candidate gets a card, promoted or not.
+so a crash leaves serving and the database untouched. Every candidate gets a card, promoted or not, with
+what the gate (``training.gate``) saw: the ticket validation split, the live slice, the recent chain.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binomtest
 
 from core.config import Settings
 from core.registry import ModelRegistry
@@ -26,6 +26,8 @@ from retrieval.metrics import classification_metrics
 from retrieval.ranker import Ranker
 from training.data import Example, split_tickets
 from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
+from training.gate import CHAIN_LENGTH, Outcomes, decide, ranker_gate, rules_text, worse_intents
+from training.live_slice import LIVE_BUCKETS, LiveSlice, split_rows
 from training.train_intent import IntentTrainConfig, train_intent_model
 from training.train_ranker import answer_priors, build_ranking_set, fit_ranker, ranking_outcomes
 
@@ -42,38 +44,37 @@ class RetrainResult:
     candidate: dict
     serving: dict | None
     ranker: dict | None = None
+    rule: str = ""
 
 
 SEED_SAMPLE = 2000  # replayed tickets on which forgetting is measured (fixed: the first ones in id order)
-MAX_SEED_DROP = 0.01  # the gate refuses a candidate that forgets more than this on the replayed tickets
-GATE_ALPHA = 0.05  # the gate refuses a candidate that is worse on validation at this significance
 
 
-def evaluate_model(model_dir: Path, examples: list[Example]) -> dict:
-    """Accuracy, macro-F1, per-intent scores and ECE of a saved model; ``correct`` keeps the per-example outcome."""
+@dataclass
+class ModelScores:
+    """One model on the gate's sets: validation metrics, pass/fail outcomes, live-slice summary, seed accuracy."""
+
+    validation: dict
+    outcomes: Outcomes
+    live: dict
+    seed_accuracy: float | None
+
+
+def score_model(model_dir: Path, val: list[Example], live: LiveSlice, seeds: list[Example]) -> ModelScores:
+    """Predict once on validation, live slice and seed tickets and score each."""
     clf = IntentClassifier(model_dir)
-    predictions = clf.predict([e.text for e in examples], top=1)
-    gold = [e.label for e in examples]
-    metrics = classification_metrics(gold, [p.intent for p in predictions], [p.confidence for p in predictions])
-    metrics["correct"] = [p.intent == g for p, g in zip(predictions, gold)]
-    return metrics
-
-
-def significantly_worse(candidate: list[bool], serving: list[bool], alpha: float = GATE_ALPHA) -> tuple[bool, str]:
-    """Exact McNemar test on paired outcomes: is the candidate worse than serving beyond sampling noise?
-
-    A validation split of a few dozen queries (a new deployment with 10 tickets per intent) cannot tell
-    one query's difference from a regression; a poisoned model loses many queries at once and is caught.
-    """
-    lost = sum(s and not c for c, s in zip(candidate, serving))  # serving right, candidate wrong
-    won = sum(c and not s for c, s in zip(candidate, serving))
-    p_value = binomtest(lost, lost + won, 0.5, alternative="greater").pvalue if lost > won else 1.0
-    return p_value < alpha, f"won {won}, lost {lost} of {len(candidate)} validation queries (McNemar p={p_value:.3g})"
-
-
-def worse_intents(candidate: dict, serving: dict, tolerance: float = 0.05) -> list[str]:
-    """Intents whose F1 dropped by more than ``tolerance``: the regressions a reviewer should look at."""
-    return sorted(label for label, scores in serving["per_intent"].items() if scores["f1"] - candidate["per_intent"].get(label, {"f1": 0.0})["f1"] > tolerance)
+    texts = [e.text for e in val] + live.texts + [e.text for e in seeds]
+    predictions = clf.predict(texts, top=1) if texts else []
+    a, b = len(val), len(val) + len(live)
+    on_val, on_live, on_seeds = predictions[:a], [p.intent for p in predictions[a:b]], predictions[b:]
+    validation = classification_metrics([e.label for e in val], [p.intent for p in on_val], [p.confidence for p in on_val])
+    live_outcomes = live.outcomes(on_live)
+    return ModelScores(
+        validation=validation,
+        outcomes=Outcomes([p.intent == e.label for p, e in zip(on_val, val)], live_outcomes),
+        live=live.summary(live_outcomes),
+        seed_accuracy=sum(p.intent == e.label for p, e in zip(on_seeds, seeds)) / len(seeds) if seeds else None,
+    )
 
 
 def retrain(
@@ -84,8 +85,7 @@ def retrain(
     feedback_filter: FeedbackFilter = FeedbackFilter(),
     on_step: Callable[[str], None] = log.info,
 ) -> RetrainResult:
-    """Train an intent model candidate; promote it if it is not worse than serving on validation and did
-    not forget the replayed tickets (seed accuracy within MAX_SEED_DROP of serving's)."""
+    """Train an intent model candidate; promote it if the gate (``training.gate``) lets it through."""
     store = FeedbackStore(settings.db_path)
     registry = ModelRegistry(settings.models_dir)
     registry.clean_staging(KIND)
@@ -93,14 +93,17 @@ def retrain(
     kb = KnowledgeBase(store, index_dir=settings.index_dir, encoder=Encoder())
     cutoff = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
-    # 1. Data: labelled tickets (always replayed, so nothing learnt before is forgotten) + feedback.
+    # 1. Data: labelled tickets (always replayed, so nothing learnt before is forgotten) + feedback outside the
+    #    live slice. The live slice's labels are only ever evaluated on, also when training ignores feedback.
     tickets, val = split_tickets(kb.labelled())
+    labels = {e.label for e in tickets}
     seeds = tickets[:SEED_SAMPLE]
-    feedback = build_feedback_dataset(list(store.feedback_rows(cutoff=cutoff)), {e.label for e in tickets}, feedback_filter) if from_feedback else None
+    train_rows, live_rows = split_rows(list(store.feedback_rows(cutoff=cutoff)))
+    feedback = build_feedback_dataset(train_rows, labels, feedback_filter) if from_feedback else None
+    live = LiveSlice.from_rows(live_rows, labels, feedback_filter)
     extra = feedback.examples if feedback else []
-    n_feedback = len(extra)
     train = tickets + extra
-    on_step(f"training on {len(train)} examples ({n_feedback} from feedback), validating on {len(val)}")
+    on_step(f"training on {len(train)} examples ({len(extra)} from feedback), validating on {len(val)} tickets and {len(live)} live-slice labels")
 
     # 2. Start from the serving model when there is one (continual learning), else the packaged encoder.
     serving_version = registry.current_version(KIND)
@@ -108,55 +111,64 @@ def retrain(
     staging = registry.staging_dir(KIND)
     facts = train_intent_model(train, val, init_dir=init_dir, out_dir=staging, cfg=cfg)
 
-    # 3. Evaluate candidate and serving on the same fixed validation split.
-    candidate = evaluate_model(staging, val)
-    candidate_seed = evaluate_model(staging, seeds)["accuracy"] if seeds else None
-    serving = serving_seed = None
-    if serving_version:
-        serving_dir = registry.path(KIND, serving_version)
-        serving = evaluate_model(serving_dir, val)
-        serving_seed = evaluate_model(serving_dir, seeds)["accuracy"] if seeds else None
-    if serving is None:
-        promoted, reason = True, "first model"
-    else:
-        worse, paired = significantly_worse(candidate["correct"], serving["correct"])
-        if worse:
-            promoted, reason = False, f"worse on validation: {paired}"
-        elif candidate_seed is not None and serving_seed is not None and candidate_seed < serving_seed - MAX_SEED_DROP:
-            promoted, reason = False, f"forgets replayed tickets: seed accuracy {candidate_seed:.4f} < serving {serving_seed:.4f} - {MAX_SEED_DROP}"
-        else:
-            promoted, reason = True, f"not worse on validation: {paired}; seed accuracy {candidate_seed:.4f}"
+    # 3. Evaluate the candidate, serving and the recent chain on the same sets; the gate decides.
+    candidate = score_model(staging, val, live, seeds)
+    chain: dict[str, ModelScores] = {}
+    for version in registry.recent_versions(KIND, CHAIN_LENGTH):
+        try:
+            chain[version] = score_model(registry.path(KIND, version), val, live, seeds)
+        except Exception as err:  # a broken old version must not block training; it just leaves the chain
+            log.warning("cannot evaluate %s for the drift rule: %s", version, err)
+    serving = chain.get(serving_version) if serving_version else None
+    decision = decide(
+        candidate.outcomes,
+        serving.outcomes if serving else None,
+        {v: s.outcomes for v, s in chain.items()},
+        seed_accuracy=candidate.seed_accuracy,
+        serving_seed_accuracy=serving.seed_accuracy if serving else None,
+    )
     card = {
         "parent": serving_version,
         "init": str(init_dir),
         "data": {
             "tickets": len(tickets),
-            "feedback_examples": n_feedback,
+            "feedback_examples": len(extra),
             "feedback_counts": dict(feedback.counts) if feedback else {},
             "feedback_filter": asdict(feedback_filter) if feedback else None,
             "feedback_cutoff": cutoff,
+            "live_slice": {"sessions": f"1 in {LIVE_BUCKETS}, by a hash of the session id; never trained on", **dict(live.counts)},
         },
         "training": facts,
         "metrics": {
-            "validation": _summary(candidate),
-            "serving_validation": _summary(serving) if serving else None,
-            "seed_accuracy": candidate_seed,
-            "serving_seed_accuracy": serving_seed,
+            "validation": _summary(candidate.validation),
+            "serving_validation": _summary(serving.validation) if serving else None,
+            "live": candidate.live,
+            "serving_live": serving.live if serving else None,
+            "seed_accuracy": candidate.seed_accuracy,
+            "serving_seed_accuracy": serving.seed_accuracy if serving else None,
+            "chain": {
+                v: {"validation_accuracy": s.validation["accuracy"], "live": s.live, "combined": Outcomes.rate(s.outcomes.combined)} for v, s in chain.items()
+            },
+            "combined": Outcomes.rate(candidate.outcomes.combined),
         },
         "gate": {
-            "rule": f"promote unless worse than serving on validation (exact McNemar, p < {GATE_ALPHA}) or seed accuracy below serving's - {MAX_SEED_DROP}",
-            "decision": "promoted" if promoted else "refused",
-            "reason": reason,
-            "worse_intents": worse_intents(candidate, serving) if serving else [],
+            "rules": rules_text(),
+            "decision": "promoted" if decision.promoted else "refused",
+            "rule": decision.rule,
+            "reason": decision.reason,
+            "best_of_chain": decision.best_of_chain,
+            "worse_intents": worse_intents(candidate.validation, serving.validation) if serving else [],
         },
         "thresholds": facts.get("thresholds") or {"answer": settings.answer_threshold, "handoff": settings.handoff_threshold},
     }
     version = registry.publish(KIND, staging, card)
-    if promoted:
-        registry.promote(KIND, version, reason=reason)
-    on_step(f"{version}: {'promoted' if promoted else 'kept ' + str(serving_version)} ({reason})")
-    ranker = retrain_ranker(settings, registry, kb, val, feedback, list(store.feedback_rows(cutoff=cutoff)), on_step=on_step)
-    return RetrainResult(version, promoted, reason, candidate, serving, ranker)
+    if decision.promoted:
+        registry.promote(KIND, version, reason=decision.reason)
+    on_step(f"{version}: {'promoted' if decision.promoted else 'kept ' + str(serving_version)} ({decision.rule}: {decision.reason})")
+    ranker = retrain_ranker(settings, registry, kb, val, feedback, train_rows, on_step=on_step)
+    return RetrainResult(
+        version, decision.promoted, decision.reason, card["metrics"]["validation"], card["metrics"]["serving_validation"], ranker, decision.rule
+    )
 
 
 def retrain_ranker(
@@ -169,7 +181,10 @@ def retrain_ranker(
     *,
     on_step: Callable[[str], None] = log.info,
 ) -> dict:
-    """Fit the ranker on half of the held-out tickets (+ confirmed feedback), gate it on the other half."""
+    """Fit the ranker on half of the held-out tickets (+ confirmed feedback), gate it on the other half.
+
+    Promoted only when neither its hit@1 nor its MRR@10 is below FAISS order's or the serving ranker's.
+    """
     intent_version, intent_dir = registry.current(KIND)
     classifier = IntentClassifier(intent_dir)
     fit = [e for e in val if zlib.crc32(("ranker:" + e.text).encode()) % 2 == 0]
@@ -179,32 +194,38 @@ def retrain_ranker(
     eval_set = build_ranking_set(held_out, kb, classifier, settings.top_k)
     candidate = fit_ranker(fit_set, answer_prior=answer_priors(vote_rows, kb) if feedback else {})
     serving_version = registry.current_version(RANKER)
-    serving = Ranker.load(registry.path(RANKER, serving_version)) if serving_version else Ranker()
-    cand_hits, cand_mrr = ranking_outcomes(candidate, eval_set)
-    serv_hits, serv_mrr = ranking_outcomes(serving, eval_set)
-    worse, paired = significantly_worse(cand_hits, serv_hits)
+    alternatives = {"FAISS order": Ranker()}
+    if serving_version:
+        alternatives[f"serving {serving_version}"] = Ranker.load(registry.path(RANKER, serving_version))
+    scores = {name: _ranking_means(r, eval_set) for name, r in alternatives.items()}
+    cand_hit1, cand_mrr = _ranking_means(candidate, eval_set)
+    promoted, reason = ranker_gate((cand_hit1, cand_mrr), scores)
     staging = registry.staging_dir(RANKER)
     candidate.save(staging)
-    hit1 = float(np.mean(cand_hits)) if cand_hits else 0.0
-    serving_hit1 = float(np.mean(serv_hits)) if serv_hits else 0.0
     card = {
-        "parent": serving_version or "default",
+        "parent": serving_version or "FAISS order",
         "intent_version": intent_version,
+        "objective": "pairwise logistic regression (RankNet, linear scorer) over the candidates of each query",
         "weights": candidate.weights,
         "bias": candidate.bias,
         "data": {"fit_queries": len(fit_set.queries), "eval_queries": len(eval_set.queries), "answer_priors": len(candidate.answer_prior)},
-        "metrics": {"hit_at_1": hit1, "mrr_at_10": cand_mrr, "serving_hit_at_1": serving_hit1, "serving_mrr_at_10": serv_mrr},
+        "metrics": {"hit_at_1": cand_hit1, "mrr_at_10": cand_mrr, "alternatives": {k: {"hit_at_1": h, "mrr_at_10": m} for k, (h, m) in scores.items()}},
         "gate": {
-            "rule": f"promote unless worse than serving on held-out hit@1 (exact McNemar, p < {GATE_ALPHA})",
-            "decision": "refused" if worse else "promoted",
-            "reason": paired,
+            "rule": "promote only when neither hit@1 nor MRR@10 on held-out queries is below FAISS order's or the serving ranker's",
+            "decision": "promoted" if promoted else "refused",
+            "reason": reason,
         },
     }
     version = registry.publish(RANKER, staging, card)
-    if not worse:
-        registry.promote(RANKER, version, reason=paired)
-    on_step(f"ranker {version}: {'kept ' + str(serving_version or 'default') if worse else 'promoted'} (hit@1 {hit1:.4f} vs {serving_hit1:.4f}; {paired})")
-    return {"version": version, "promoted": not worse, "hit_at_1": hit1, "serving_hit_at_1": serving_hit1}
+    if promoted:
+        registry.promote(RANKER, version, reason=reason)
+    on_step(f"ranker {version}: {'promoted' if promoted else 'kept ' + str(serving_version or 'FAISS order')} ({reason})")
+    return {"version": version, "promoted": promoted, "hit_at_1": cand_hit1, "mrr_at_10": cand_mrr, "alternatives": card["metrics"]["alternatives"]}
+
+
+def _ranking_means(ranker: Ranker, data) -> tuple[float, float]:
+    hits, mrr = ranking_outcomes(ranker, data)
+    return (float(np.mean(hits)) if hits else 0.0), mrr
 
 
 def _summary(metrics: dict) -> dict:

@@ -1,4 +1,4 @@
-"""Fit the ranker's weights by logistic regression on (query, candidate ticket) pairs.
+"""Fit the ranker's weights by pairwise logistic regression on the candidates retrieved for each query.
 
 Queries are held-out tickets (the intent model never trained on them, so its probabilities are as
 honest as at serving time) and voted turns: a candidate is relevant when its intent is the query's
@@ -49,21 +49,35 @@ def answer_priors(vote_rows: list[dict], kb: KnowledgeBase) -> dict[str, float]:
     return {key: (ups[key] - downs[key]) / (ups[key] + downs[key] + 5) for key in ups | downs}
 
 
-def fit_ranker(data: RankingSet, *, answer_prior: dict[str, float] | None = None, seed: int = 0) -> Ranker:
-    """Logistic regression over FEATURES; the fitted coefficients become the ranker's weights."""
+def fit_ranker(data: RankingSet, *, answer_prior: dict[str, float] | None = None, seed: int = 0, max_pairs: int = 64) -> Ranker:
+    """Pairwise logistic regression (RankNet with a linear scorer) over FEATURES.
+
+    For every query each relevant candidate should score above each irrelevant one. A pointwise fit of
+    relevance learns "is this ticket of the top intent", which puts every ticket of a wrong top intent
+    above the first right one (hit@1 up, MRR@10 down); pairs weigh every position of the list, so the first
+    right ticket rises even when the top one is wrong. At most ``max_pairs`` pairs per query (sampled with
+    ``seed``) so long lists do not outweigh short ones.
+    """
     probe = Ranker(answer_prior=answer_prior or {})
-    xs, ys = [], []
+    rng = np.random.default_rng(seed)
+    diffs = []
     for example, cands, probs in zip(data.queries, data.candidates, data.probs):
-        if not cands:
-            continue
-        xs.append(probe.features(cands, probs))
-        ys.append(np.array([t.intent == example.label for t, _ in cands], dtype=int))
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    if len(set(y.tolist())) < 2:
-        return probe  # nothing to learn from: keep the default weights
-    model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(x, y)
+        relevant = np.array([t.intent == example.label for t, _ in cands], dtype=bool)
+        pos, neg = np.flatnonzero(relevant), np.flatnonzero(~relevant)
+        if not len(pos) or not len(neg):
+            continue  # all right or all wrong: no order to learn from this query
+        x = probe.features(cands, probs)
+        pairs = np.stack(np.meshgrid(pos, neg, indexing="ij"), -1).reshape(-1, 2)
+        if len(pairs) > max_pairs:
+            pairs = pairs[rng.choice(len(pairs), max_pairs, replace=False)]
+        diffs.append(x[pairs[:, 0]] - x[pairs[:, 1]])
+    if not diffs:
+        return probe  # nothing to learn from: FAISS order
+    d = np.concatenate(diffs)
+    x, y = np.concatenate([d, -d]), np.concatenate([np.ones(len(d), dtype=int), np.zeros(len(d), dtype=int)])
+    model = LogisticRegression(C=1.0, fit_intercept=False, max_iter=1000, random_state=seed).fit(x, y)
     weights = {f: float(w) for f, w in zip(FEATURES, model.coef_[0])}
-    return Ranker(weights=weights, bias=float(model.intercept_[0]), answer_prior=answer_prior or {})
+    return Ranker(weights=weights, answer_prior=answer_prior or {})
 
 
 def ranking_outcomes(ranker: Ranker, data: RankingSet) -> tuple[list[bool], float]:
