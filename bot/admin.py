@@ -120,6 +120,40 @@ class AdminService:
     def models(self, kind: str = "intent") -> list[dict]:
         return self.registry.versions(kind)
 
+    def learning_curve(self) -> list[dict]:
+        """Every intent version: ticket-validation and live-slice accuracy, handoffs per 100 customers, the gate's decision.
+
+        Accuracies come from each version's card (measured when it was a candidate); handoffs per 100 customers
+        from the turns it served (sessions with at least one handoff per 100 sessions).
+        """
+        handoffs = {
+            r["model_version"]: r
+            for r in self.store.db.query(
+                "select model_version, count(distinct session_id) as sessions, "
+                "count(distinct case when action = 'handoff' then session_id end) as handed_off from turns group by model_version"
+            )
+        }
+        rows = []
+        for card in self.registry.versions("intent"):
+            metrics, gate = card.get("metrics") or {}, card.get("gate") or {}
+            served = handoffs.get(card["version"])
+            rows.append(
+                {
+                    "version": card["version"],
+                    "serving": bool(card.get("serving")),
+                    "created_at": card.get("created_at", ""),
+                    "validation_accuracy": (metrics.get("validation") or {}).get("accuracy"),
+                    "live_accuracy": (metrics.get("live") or {}).get("accuracy"),
+                    "live_repeat_rate": (metrics.get("live") or {}).get("repeat_rate"),
+                    "seed_accuracy": metrics.get("seed_accuracy"),
+                    "handoffs_per_100_customers": round(100 * served["handed_off"] / served["sessions"], 1) if served and served["sessions"] else None,
+                    "decision": gate.get("decision", ""),
+                    "rule": gate.get("rule", ""),
+                    "reason": gate.get("reason", ""),
+                }
+            )
+        return rows
+
     def promote(self, version: str, kind: str = "intent") -> str:
         self.registry.promote(kind, version, reason="promoted from the admin console")
         return version
@@ -200,6 +234,8 @@ def create_admin_router(service: AdminService) -> APIRouter:
     def models(kind: Literal["intent", "ranker"] = "intent") -> list[dict]:
         return service.models(kind)
 
+    router.get("/learning-curve", summary="Every intent version's validation and live-slice accuracy, handoffs, gate decision")(service.learning_curve)
+
     @router.post("/models/promote", summary="Serve a version")
     def promote(request: VersionRequest) -> dict:
         return {"serving": guarded(service.promote, request.version, request.kind)}
@@ -229,6 +265,7 @@ def build_admin_ui(service: AdminService):
     def analytics():
         s = service.stats()
         per_day = pd.DataFrame(s["per_day"] or [{"day": "", "turns": 0, "votes": 0}])
+        # Bars, not a line: one day of traffic is one point, which a line chart does not draw.
         long = per_day.melt(id_vars="day", value_vars=["turns", "votes"], var_name="kind", value_name="count")
         per_intent = pd.DataFrame(s["down_rate_per_intent"] or [{"intent": "", "down_rate": 0.0}])
         conf = pd.DataFrame(s["confidence"] or [{"bucket": 0.0, "turns": 0}])
@@ -252,21 +289,42 @@ def build_admin_ui(service: AdminService):
         return f"Saved: {intent}.", *queue()
 
     def models():
-        cards = service.models()
+        curve = service.learning_curve()
         frame = pd.DataFrame(
             [
                 {
-                    "serving": "*" if c.get("serving") else "",
-                    "version": c["version"],
-                    "created": c.get("created_at", ""),
-                    "val_accuracy": ((c.get("metrics") or {}).get("validation") or {}).get("accuracy"),
-                    "seed_accuracy": (c.get("metrics") or {}).get("seed_accuracy"),
-                    "gate": f"{c.get('gate', {}).get('decision', '')}: {c.get('gate', {}).get('reason', '')}",
+                    "serving": "*" if r["serving"] else "",
+                    "version": r["version"],
+                    "created": r["created_at"],
+                    "validation": percent(r["validation_accuracy"]),
+                    "live slice": percent(r["live_accuracy"]),
+                    "repeats down-voted": percent(r["live_repeat_rate"]),
+                    "seed tickets": percent(r["seed_accuracy"]),
+                    "handoffs / 100 customers": "" if r["handoffs_per_100_customers"] is None else f"{r['handoffs_per_100_customers']:.1f}",
+                    "gate": f"{r['decision']} ({r['rule']}): {r['reason']}" if r["decision"] else "",
                 }
-                for c in cards
-            ]
+                for r in curve
+            ],
+            columns=["serving", "version", "created", "validation", "live slice", "repeats down-voted", "seed tickets", "handoffs / 100 customers", "gate"],
         )
-        return frame, gr.update(choices=[c["version"] for c in cards], value=None)
+        measures = (
+            ("validation_accuracy", "ticket validation %", 100),
+            ("live_accuracy", "live slice %", 100),
+            ("handoffs_per_100_customers", "handoffs / 100 customers", 1),
+        )
+        points = pd.DataFrame(
+            [
+                {"version": r["version"], "measure": name, "value": round(scale * r[key], 1), "gate": r["decision"]}
+                for r in curve
+                for key, name, scale in measures
+                if r[key] is not None
+            ],
+            columns=["version", "measure", "value", "gate"],
+        )
+        return frame, points, gr.update(choices=[r["version"] for r in curve], value=None)
+
+    def percent(value):
+        return "" if value is None else f"{100 * value:.1f}%"
 
     def act(fn, *args):
         try:
@@ -289,8 +347,10 @@ def build_admin_ui(service: AdminService):
         gr.Markdown("## csbot admin")
         with gr.Tab("Analytics"):
             summary = gr.Markdown()
-            over_time = gr.LinePlot(x="day", y="count", color="kind", title="Turns and votes per day")
-            down_rate = gr.BarPlot(x="intent", y="down_rate", title="Down-vote rate per intent", sort="-y")
+            over_time = gr.BarPlot(x="day", y="count", color="kind", title="Turns and votes per day", x_label_angle=-30)
+            down_rate = gr.BarPlot(
+                x="intent", y="down_rate", title="Down-vote rate per intent", sort="-y", y_lim=[0, 1], x_label_angle=-60, height=420, y_title="down-vote rate"
+            )
             confidence = gr.BarPlot(x="bucket", y="turns", title="Confidence of the bot's turns")
             worst = gr.Dataframe(label="Most down-voted queries", interactive=False)
             refresh = gr.Button("Refresh")
@@ -307,14 +367,23 @@ def build_admin_ui(service: AdminService):
             save.click(correct, [turn, intent], [note, table, turn])
             ui.load(queue, None, [table, turn])
         with gr.Tab("Models"):
-            versions = gr.Dataframe(label="Intent model versions (* serving)", interactive=False)
+            curve_plot = gr.LinePlot(
+                x="version",
+                y="value",
+                color="measure",
+                title="This deployment's learning curve (each version as a candidate; tooltip: the gate's decision)",
+                tooltip=["version", "measure", "value", "gate"],
+                y_lim=[0, 100],
+                elem_id="learning-curve",
+            )
+            versions = gr.Dataframe(label="Intent model versions (* serving)", interactive=False, elem_id="model-versions")
             with gr.Row():
                 version = gr.Dropdown(label="Version", choices=[])
                 promote = gr.Button("Promote")
                 rollback = gr.Button("Roll back")
             model_note = gr.Markdown()
-            promote.click(lambda v: act(service.promote, v), [version], [model_note, versions, version])
-            rollback.click(lambda: act(service.rollback), None, [model_note, versions, version])
+            promote.click(lambda v: act(service.promote, v), [version], [model_note, versions, curve_plot, version])
+            rollback.click(lambda: act(service.rollback), None, [model_note, versions, curve_plot, version])
             with gr.Row():
                 start = gr.Button("Start a retrain from feedback", variant="primary")
                 check = gr.Button("Refresh retrain status")
@@ -323,5 +392,5 @@ def build_admin_ui(service: AdminService):
             start.click(retrain, None, [state])
             check.click(retrain_status, None, [state, log_box])
             gr.Timer(5).tick(retrain_status, None, [state, log_box])
-            ui.load(models, None, [versions, version])
+            ui.load(models, None, [versions, curve_plot, version])
     return ui

@@ -30,6 +30,7 @@ def test_every_admin_action_needs_the_password(admin_server):
         ("post", "/api/v1/admin/models/rollback"),
         ("post", "/api/v1/admin/retrain"),
         ("get", "/api/v1/admin/export"),
+        ("get", "/api/v1/admin/learning-curve"),
     ]:
         assert getattr(httpx, method)(f"{base}{path}", timeout=30).status_code == 401, path
         assert getattr(httpx, method)(f"{base}{path}", auth=("admin", "wrong"), timeout=30).status_code == 401, path
@@ -54,6 +55,9 @@ def test_review_models_stats_and_export(admin_server):
     assert stats["turns"] >= 1 and stats["most_down_voted"]
     models = httpx.get(f"{base}/api/v1/admin/models", auth=auth, timeout=30).json()
     assert [m["version"] for m in models] == ["v0001"] and models[0]["serving"]
+    curve = httpx.get(f"{base}/api/v1/admin/learning-curve", auth=auth, timeout=30).json()
+    assert [c["version"] for c in curve] == ["v0001"] and curve[0]["decision"] == "promoted" and curve[0]["rule"] == "first model"
+    assert 0.5 < curve[0]["validation_accuracy"] <= 1 and curve[0]["handoffs_per_100_customers"] is not None
     rollback = httpx.post(f"{base}/api/v1/admin/models/rollback", auth=auth, timeout=30)
     assert rollback.status_code == 400 and "no earlier" in rollback.json()["detail"]
     export = httpx.get(f"{base}/api/v1/admin/export", auth=auth, timeout=30)

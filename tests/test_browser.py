@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -151,5 +152,12 @@ def test_admin_console_login_and_relabel(browser, ready_home, tmp_path):
         screenshot(page, "admin-review.png")
         rows = sqlite3.connect(home / "csbot.db").execute("select turn_id, corrected_intent, source from feedback where vote = 0").fetchall()
         assert rows == [(reply["turn_id"], "card_swallowed", "reviewer")]
+        page.get_by_role("tab", name="Models").click()
+        expect(page.locator("#model-versions")).to_contain_text("first model", timeout=30_000)
+        table = page.locator("#model-versions").inner_text()
+        assert re.search(r"\b\d{1,3}\.\d%", table) and not re.search(r"0\.\d{6,}", table)  # rounded percentages, not raw fractions
+        page.locator("#learning-curve").wait_for(timeout=30_000)
+        page.wait_for_timeout(2000)
+        screenshot(page, "admin-models.png")
         assert dialogs == []
         page.close()

@@ -116,7 +116,8 @@ def retrain(
     chain: dict[str, ModelScores] = {}
     for version in registry.recent_versions(KIND, CHAIN_LENGTH):
         try:
-            chain[version] = score_model(registry.path(KIND, version), val, live, seeds)
+            # Seed accuracy only for serving (the forgetting rule): the chain needs the two evaluation sets alone.
+            chain[version] = score_model(registry.path(KIND, version), val, live, seeds if version == serving_version else [])
         except Exception as err:  # a broken old version must not block training; it just leaves the chain
             log.warning("cannot evaluate %s for the drift rule: %s", version, err)
     serving = chain.get(serving_version) if serving_version else None
