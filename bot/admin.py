@@ -268,8 +268,9 @@ def build_admin_ui(service: AdminService):
         # Bars, not a line: one day of traffic is one point, which a line chart does not draw.
         long = per_day.melt(id_vars="day", value_vars=["turns", "votes"], var_name="kind", value_name="count")
         per_intent = pd.DataFrame(s["down_rate_per_intent"] or [{"intent": "", "down_rate": 0.0}])
-        conf = pd.DataFrame(s["confidence"] or [{"bucket": 0.0, "turns": 0}])
-        conf["bucket"] = conf["bucket"].astype(str)
+        # Every bucket, empty ones as 0: with one bucket alone the axis collapses and no bar is drawn.
+        counts = {round(r["bucket"], 1): r["turns"] for r in s["confidence"]}
+        conf = pd.DataFrame([{"bucket": f"{b / 10:.1f}", "turns": counts.get(round(b / 10, 1), 0)} for b in range(10)])
         worst = pd.DataFrame(s["most_down_voted"] or [], columns=["message", "intent", "down_votes"])
         summary = f"**{s['turns']}** turns, **{s['votes']}** feedback rows"
         return summary, long, per_intent, conf, worst
@@ -347,11 +348,11 @@ def build_admin_ui(service: AdminService):
         gr.Markdown("## csbot admin")
         with gr.Tab("Analytics"):
             summary = gr.Markdown()
-            over_time = gr.BarPlot(x="day", y="count", color="kind", title="Turns and votes per day", x_label_angle=-30)
+            over_time = gr.BarPlot(x="day", y="count", color="kind", title="Turns and votes per day (stacked)", x_label_angle=-30)
             down_rate = gr.BarPlot(
                 x="intent", y="down_rate", title="Down-vote rate per intent", sort="-y", y_lim=[0, 1], x_label_angle=-60, height=420, y_title="down-vote rate"
             )
-            confidence = gr.BarPlot(x="bucket", y="turns", title="Confidence of the bot's turns")
+            confidence = gr.BarPlot(x="bucket", y="turns", title="Confidence of the bot's turns", x_title="confidence from")
             worst = gr.Dataframe(label="Most down-voted queries", interactive=False)
             refresh = gr.Button("Refresh")
             outs = [summary, over_time, down_rate, confidence, worst]
@@ -367,7 +368,7 @@ def build_admin_ui(service: AdminService):
             save.click(correct, [turn, intent], [note, table, turn])
             ui.load(queue, None, [table, turn])
         with gr.Tab("Models"):
-            curve_plot = gr.LinePlot(
+            curve_plot = gr.ScatterPlot(  # points: a single version is visible, which a line of one point is not
                 x="version",
                 y="value",
                 color="measure",

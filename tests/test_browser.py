@@ -137,7 +137,7 @@ def test_admin_console_login_and_relabel(browser, ready_home, tmp_path):
         page.get_by_label("password").fill("s3cret-pass")
         page.get_by_role("button", name="Login").click()
         page.get_by_role("tab", name="Analytics").wait_for(timeout=30_000)
-        page.wait_for_timeout(2000)  # let the plots draw before the screenshot
+        page.wait_for_timeout(5000)  # let the plots draw before the screenshot
         screenshot(page, "admin-analytics.png")
         page.get_by_role("tab", name="Review").click()
         from playwright.sync_api import expect
@@ -157,7 +157,7 @@ def test_admin_console_login_and_relabel(browser, ready_home, tmp_path):
         table = page.locator("#model-versions").inner_text()
         assert re.search(r"\b\d{1,3}\.\d%", table) and not re.search(r"0\.\d{6,}", table)  # rounded percentages, not raw fractions
         page.locator("#learning-curve").wait_for(timeout=30_000)
-        page.wait_for_timeout(2000)
+        page.wait_for_timeout(5000)
         screenshot(page, "admin-models.png")
         assert dialogs == []
         page.close()
