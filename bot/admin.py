@@ -265,7 +265,6 @@ def build_admin_ui(service: AdminService):
     def analytics():
         s = service.stats()
         per_day = pd.DataFrame(s["per_day"] or [{"day": "", "turns": 0, "votes": 0}])
-        # Bars, not a line: one day of traffic is one point, which a line chart does not draw.
         long = per_day.melt(id_vars="day", value_vars=["turns", "votes"], var_name="kind", value_name="count")
         per_intent = pd.DataFrame(s["down_rate_per_intent"] or [{"intent": "", "down_rate": 0.0}])
         # Every bucket, empty ones as 0: with one bucket alone the axis collapses and no bar is drawn.
@@ -348,6 +347,7 @@ def build_admin_ui(service: AdminService):
         gr.Markdown("## csbot admin")
         with gr.Tab("Analytics"):
             summary = gr.Markdown()
+            # Bars, not a line: one day of traffic is one point, which a line chart does not draw.
             over_time = gr.BarPlot(x="day", y="count", color="kind", title="Turns and votes per day (stacked)", x_label_angle=-30)
             down_rate = gr.BarPlot(
                 x="intent", y="down_rate", title="Down-vote rate per intent", sort="-y", y_lim=[0, 1], x_label_angle=-60, height=420, y_title="down-vote rate"

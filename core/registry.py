@@ -112,22 +112,20 @@ class ModelRegistry:
         with (kind_dir / "history.jsonl").open("a") as f:
             f.write(json.dumps(entry) + "\n")
 
+    def _history(self, kind: str) -> list[str]:
+        """Every version the pointer was moved to, oldest first."""
+        history_file = self._kind_dir(kind) / "history.jsonl"
+        return [json.loads(line)["version"] for line in history_file.read_text().splitlines()] if history_file.exists() else []
+
     def recent_versions(self, kind: str, n: int) -> list[str]:
         """The last ``n`` distinct versions that served (the serving one first): the chain the drift rule looks at."""
-        history_file = self._kind_dir(kind) / "history.jsonl"
-        lines = history_file.read_text().splitlines() if history_file.exists() else []
-        served = [self.current_version(kind)] + [json.loads(line)["version"] for line in reversed(lines)]
-        out: list[str] = []
-        for version in served:
-            if version and version not in out and len(out) < n:
-                out.append(version)
-        return out
+        served = [self.current_version(kind), *reversed(self._history(kind))]
+        return list(dict.fromkeys(v for v in served if v))[:n]
 
     def rollback(self, kind: str) -> str:
         """Serve the version that served before the current one; returns it."""
         current = self.current_version(kind)
-        history_file = self._kind_dir(kind) / "history.jsonl"
-        history = [json.loads(line)["version"] for line in history_file.read_text().splitlines()] if history_file.exists() else []
+        history = self._history(kind)
         # Walk back past every entry of the current version to the one before it.
         earlier = [v for v in history if v != current]
         if not earlier:
