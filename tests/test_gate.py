@@ -11,7 +11,7 @@ from core.store import FeedbackStore
 from core.types import Feedback, Reply
 from retrieval.ranker import Ranker
 from training import retrain as retrain_module
-from training.gate import Outcomes, decide, drift_tolerance, ranker_gate, significantly_worse
+from training.gate import MIN_CONFIDENT_VOTES, Outcomes, decide, drift_tolerance, ranker_gate, significantly_worse, suspect_votes
 from training.live_slice import LiveSlice, in_live_slice
 from training.retrain import retrain
 from training.train_intent import IntentTrainConfig
@@ -105,7 +105,7 @@ def test_the_live_slice_is_never_trained_on(settings, monkeypatch):
     inside, outside = session_ids(True, 20), session_ids(False, 20)
     for i, ((question, intent), session) in enumerate(zip(tickets, inside + outside)):
         message = f"{question} (customer {i})"
-        store.append_turn(Reply(f"t{i}", session, "answer", "an answer", intent, 0.9), message)
+        store.append_turn(Reply(f"t{i}", session, "answer", "an answer", intent, 0.8), message)  # below the vote audit's 0.9
         store.append_feedback(Feedback(f"t{i}", 1 if i % 2 else -1))
     slice_messages = {f"{q} (customer {i})" for i, (q, _) in enumerate(tickets[:20])}
     seen: list[str] = []
@@ -141,3 +141,39 @@ def test_a_learned_ranker_worse_than_faiss_order_is_not_promoted(settings, monke
 @pytest.mark.parametrize("tolerance_n", [69, 400, 1000, 5000])
 def test_drift_tolerance_is_half_a_point_or_two_queries(tolerance_n):
     assert drift_tolerance(tolerance_n) == max(2, int(0.005 * tolerance_n))
+
+
+def test_votes_against_confident_answers_beyond_belief_are_suspect():
+    rng = random.Random(3)
+
+    def votes(n: int, down_share: float, confidence: float = 0.95) -> list[tuple[float, int]]:
+        return [(confidence, -1 if rng.random() < down_share else 1) for _ in range(n)]
+
+    honest = suspect_votes(votes(900, 0.13), serving_precision=0.97)  # 10% flipped votes + 3% wrong answers
+    assert not honest.suspect and "believable" in honest.detail
+    poisoned = suspect_votes(votes(900, 0.40), serving_precision=0.97)  # 30% of customers against every right answer
+    assert poisoned.suspect and 0.35 < poisoned.down_share < 0.45
+    assert not suspect_votes(votes(MIN_CONFIDENT_VOTES - 1, 1.0), serving_precision=0.97).suspect  # too few to tell
+    assert suspect_votes(votes(900, 1.0, confidence=0.5), serving_precision=0.97).confident_votes == 0  # unsure answers may be voted down
+    serving = Outcomes([True] * 60 + [False] * 9)
+    decision = decide(Outcomes(list(serving.tickets)), serving, {"v0001": serving}, votes=poisoned)
+    assert not decision.promoted and decision.rule == "suspect feedback" and "poisoned" in decision.reason
+    assert decide(Outcomes(list(serving.tickets)), serving, {"v0001": serving}, votes=honest).promoted
+
+
+def test_a_retrain_on_poisoned_votes_is_refused_and_the_card_says_why(settings):
+    """Customers vote down right, confident answers: the candidate learnt from that, so it does not serve."""
+    store = FeedbackStore(settings.db_path)
+    registry = ModelRegistry(settings.models_dir)
+    before = registry.current_version("intent")
+    tickets = store.db.execute("select question, intent from tickets order by id limit 60").fetchall()
+    for i, (question, intent) in enumerate(tickets):
+        store.append_turn(Reply(f"p{i}", f"poisoner-{i // 3}", "answer", "an answer", intent, 0.97), question)
+        store.append_feedback(Feedback(f"p{i}", -1 if i % 5 else 1))  # 80% down on answers the tickets confirm
+    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30), from_feedback=True)
+    assert not result.promoted and result.rule == "suspect feedback"
+    assert registry.current_version("intent") == before
+    card = registry.card("intent", result.version)
+    audit = card["data"]["vote_audit"]
+    assert audit["suspect"] and (audit["confident_votes"], audit["down_votes"]) == (60, 48)
+    assert card["gate"]["rule"] == "suspect feedback" and "48 of 60" in card["gate"]["reason"]

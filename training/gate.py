@@ -6,6 +6,12 @@ looks at two evaluation sets, both never trained on: the ticket validation split
 Each example is a pass or a fail for a model, and the rules below are checked in order; the first that
 refuses names itself in the card:
 
+0. ``suspect feedback`` (only when the candidate learnt from feedback): the votes cast since serving was
+   trained say "wrong" to the serving model's *confident* answers far more often than its validation
+   precision at that confidence allows (``suspect_votes``). Thirty per cent of customers voting against every
+   right answer, a broken widget or coin-flip votes look like this; the candidate learnt from them, so a
+   person should look before it serves, whatever its scores (a poisoned candidate can score within noise
+   of serving: the poison also sits in the live slice it is measured on).
 1. ``significance``: the candidate is worse than serving on the ticket split or on the live slice by an
    exact McNemar test (p < 0.05). Catches a poisoned retrain whatever the split size.
 2. ``drift``: on both sets together, the candidate's pass rate is lower than the best of the recent chain
@@ -31,6 +37,9 @@ DRIFT_TOLERANCE = 0.005  # drift rule: at most half a point below the best recen
 DRIFT_MIN_QUERIES = 2  # ... or two queries on a small split, where one query is more than half a point
 CHAIN_LENGTH = 5  # how many of the versions that served last the drift rule compares with
 MAX_SEED_DROP = 0.01  # forgetting rule: seed-ticket accuracy may drop by at most one point
+CONFIDENT = 0.9  # suspect-feedback rule: answers at least this confident (calibrated) ...
+DOWN_ALLOWANCE = 0.2  # ... may be voted down this much more often than validation says they are wrong
+MIN_CONFIDENT_VOTES = 30  # ... judged only on this many votes or more
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,42 @@ def drifts_down(candidate: list[bool], chain: dict[str, list[bool]]) -> tuple[bo
     return behind > allowed, detail, best
 
 
+@dataclass(frozen=True)
+class VoteAudit:
+    """Customers' votes on the serving model's confident answers, against what its validation predicts."""
+
+    confident_votes: int
+    down_votes: int
+    expected_wrong: float  # 1 - serving's validation precision at >= CONFIDENT
+    suspect: bool
+    detail: str
+
+    @property
+    def down_share(self) -> float | None:
+        return self.down_votes / self.confident_votes if self.confident_votes else None
+
+
+def suspect_votes(votes: list[tuple[float, int]], serving_precision: float | None, alpha: float = 0.01) -> VoteAudit:
+    """(confidence, vote) of the new votes on answers: are confident answers voted down beyond belief?
+
+    Honest customers vote down a confident answer when it is wrong (``1 - precision``) and sometimes when
+    it is right but unwelcome (``DOWN_ALLOWANCE``). Suspect when the down share exceeds both together by a
+    one-sided binomial test at ``alpha``, on at least ``MIN_CONFIDENT_VOTES`` votes.
+    """
+    confident = [v for c, v in votes if c >= CONFIDENT and v != 0]
+    down = sum(v < 0 for v in confident)
+    expected = 1.0 - (serving_precision if serving_precision is not None else 0.9)
+    limit = min(expected + DOWN_ALLOWANCE, 0.95)
+    p_value = binomtest(down, len(confident), limit, alternative="greater").pvalue if confident else 1.0
+    suspect = len(confident) >= MIN_CONFIDENT_VOTES and p_value < alpha
+    share = f"{down / len(confident):.1%}" if confident else "n/a"
+    detail = (
+        f"{down} of {len(confident)} new votes on answers at >= {CONFIDENT:.0%} confidence are down-votes ({share}); "
+        f"serving is wrong on {expected:.1%} of such validation answers, so at most {limit:.0%} is believable (binomial p={p_value:.3g})"
+    )
+    return VoteAudit(len(confident), down, expected, suspect, detail)
+
+
 def decide(
     candidate: Outcomes,
     serving: Outcomes | None,
@@ -88,10 +133,21 @@ def decide(
     *,
     seed_accuracy: float | None = None,
     serving_seed_accuracy: float | None = None,
+    votes: VoteAudit | None = None,
 ) -> GateDecision:
-    """Apply the rules of the module docstring in order; ``chain`` maps recent versions (serving included) to outcomes."""
+    """Apply the rules of the module docstring in order; ``chain`` maps recent versions (serving included) to outcomes.
+
+    ``votes`` is the audit of the feedback the candidate learnt from (None when it learnt from tickets only).
+    """
     if serving is None:
         return GateDecision(True, "first model", "first model")
+    if votes is not None and votes.suspect:
+        return GateDecision(
+            False,
+            "suspect feedback",
+            f"the feedback it learnt from looks poisoned or broken: {votes.detail}. "
+            "Review the recent down-votes (admin console, Review) before retraining on them",
+        )
     worse_tickets, tickets_detail = significantly_worse(candidate.tickets, serving.tickets)
     worse_live, live_detail = significantly_worse(candidate.live, serving.live) if candidate.live else (False, "no live slice yet")
     detail = f"tickets: {tickets_detail}; live slice: {live_detail}"
@@ -110,7 +166,9 @@ def decide(
 
 def rules_text() -> str:
     return (
-        f"refuse when (1) worse than serving on the ticket validation split or the live slice (exact McNemar, p < {GATE_ALPHA}); "
+        f"refuse when (0) it learnt from votes that down-vote serving's answers at >= {CONFIDENT:.0%} confidence more often than "
+        f"its validation error there + {DOWN_ALLOWANCE:.0%} (binomial, p < 0.01); "
+        f"(1) worse than serving on the ticket validation split or the live slice (exact McNemar, p < {GATE_ALPHA}); "
         f"(2) below the best of the last {CHAIN_LENGTH} serving versions on both together by more than "
         f"{DRIFT_TOLERANCE:.1%} or {DRIFT_MIN_QUERIES} queries; (3) seed-ticket accuracy below serving's - {MAX_SEED_DROP}"
     )

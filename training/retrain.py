@@ -26,7 +26,7 @@ from retrieval.metrics import classification_metrics
 from retrieval.ranker import Ranker
 from training.data import Example, split_tickets
 from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
-from training.gate import CHAIN_LENGTH, Outcomes, decide, ranker_gate, rules_text, worse_intents
+from training.gate import CHAIN_LENGTH, CONFIDENT, Outcomes, VoteAudit, decide, ranker_gate, rules_text, suspect_votes, worse_intents
 from training.live_slice import LIVE_BUCKETS, LiveSlice, split_rows
 from training.train_intent import IntentTrainConfig, train_intent_model
 from training.train_ranker import answer_priors, build_ranking_set, fit_ranker, ranking_outcomes
@@ -58,6 +58,7 @@ class ModelScores:
     outcomes: Outcomes
     live: dict
     seed_accuracy: float | None
+    confident_precision: float | None = None  # validation precision at >= gate.CONFIDENT (the suspect-feedback rule)
 
 
 def score_model(model_dir: Path, val: list[Example], live: LiveSlice, seeds: list[Example]) -> ModelScores:
@@ -69,12 +70,24 @@ def score_model(model_dir: Path, val: list[Example], live: LiveSlice, seeds: lis
     on_val, on_live, on_seeds = predictions[:a], [p.intent for p in predictions[a:b]], predictions[b:]
     validation = classification_metrics([e.label for e in val], [p.intent for p in on_val], [p.confidence for p in on_val])
     live_outcomes = live.outcomes(on_live)
+    confident = [p.intent == e.label for p, e in zip(on_val, val) if p.confidence >= CONFIDENT]
     return ModelScores(
         validation=validation,
         outcomes=Outcomes([p.intent == e.label for p, e in zip(on_val, val)], live_outcomes),
         live=live.summary(live_outcomes),
         seed_accuracy=sum(p.intent == e.label for p, e in zip(on_seeds, seeds)) / len(seeds) if seeds else None,
+        confident_precision=sum(confident) / len(confident) if len(confident) >= 10 else None,
     )
+
+
+def audit_votes(rows: list[dict], since: str | None, serving: ModelScores | None) -> VoteAudit:
+    """The suspect-feedback rule's view of the customers' votes on answers cast after ``since``."""
+    votes = [
+        (float(r["confidence"] or 0.0), int(r["vote"]))
+        for r in rows
+        if r["action"] == "answer" and r["source"] == "customer" and not r["corrected_intent"] and (since is None or r["created_at"] > since)
+    ]
+    return suspect_votes(votes, serving.confident_precision if serving else None)
 
 
 def retrain(
@@ -98,7 +111,8 @@ def retrain(
     tickets, val = split_tickets(kb.labelled())
     labels = {e.label for e in tickets}
     seeds = tickets[:SEED_SAMPLE]
-    train_rows, live_rows = split_rows(list(store.feedback_rows(cutoff=cutoff)))
+    all_rows = list(store.feedback_rows(cutoff=cutoff))
+    train_rows, live_rows = split_rows(all_rows)
     feedback = build_feedback_dataset(train_rows, labels, feedback_filter) if from_feedback else None
     live = LiveSlice.from_rows(live_rows, labels, feedback_filter)
     extra = feedback.examples if feedback else []
@@ -121,12 +135,16 @@ def retrain(
         except Exception as err:  # a broken old version must not block training; it just leaves the chain
             log.warning("cannot evaluate %s for the drift rule: %s", version, err)
     serving = chain.get(serving_version) if serving_version else None
+    # Votes cast since serving was trained: what this candidate learnt that serving did not.
+    since = (registry.card(KIND, serving_version).get("data") or {}).get("feedback_cutoff") if serving_version else None
+    votes = audit_votes(all_rows, since, serving) if from_feedback else None
     decision = decide(
         candidate.outcomes,
         serving.outcomes if serving else None,
         {v: s.outcomes for v, s in chain.items()},
         seed_accuracy=candidate.seed_accuracy,
         serving_seed_accuracy=serving.seed_accuracy if serving else None,
+        votes=votes,
     )
     card = {
         "parent": serving_version,
@@ -137,6 +155,19 @@ def retrain(
             "feedback_counts": dict(feedback.counts) if feedback else {},
             "feedback_filter": asdict(feedback_filter) if feedback else None,
             "feedback_cutoff": cutoff,
+            "vote_audit": (
+                {
+                    "since": since,
+                    "confident_votes": votes.confident_votes,
+                    "down_votes": votes.down_votes,
+                    "down_share": votes.down_share,
+                    "expected_wrong": votes.expected_wrong,
+                    "suspect": votes.suspect,
+                    "detail": votes.detail,
+                }
+                if votes
+                else None
+            ),
             "live_slice": {"sessions": f"1 in {LIVE_BUCKETS}, by a hash of the session id; never trained on", **dict(live.counts)},
         },
         "training": facts,
