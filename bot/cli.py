@@ -153,11 +153,13 @@ def train(ctx, from_feedback: bool, epochs: int, max_steps: int | None, batch_si
 
     Example: csbot train --from-feedback --epochs 3
     """
-    from training.retrain import retrain
+    from training.retrain import ensure_ready, retrain
     from training.train_intent import IntentTrainConfig
 
     cfg = IntentTrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, quick=quick, seed=seed)
-    result = retrain(_settings(ctx), cfg, from_feedback=from_feedback, on_step=lambda m: click.echo(m, err=True))
+    say = lambda m: click.echo(m, err=True)  # noqa: E731
+    ensure_ready(_settings(ctx), on_step=say)  # a fresh home: the bundled tickets and the quick model first, as `serve` does
+    result = retrain(_settings(ctx), cfg, from_feedback=from_feedback, on_step=say)
     _echo_json({"version": result.version, "promoted": result.promoted, "rule": result.rule, "reason": result.reason, "ranker": result.ranker})
 
 
