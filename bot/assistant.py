@@ -7,6 +7,7 @@ hand off to a person when it is low (the question is probably outside what the b
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -15,11 +16,13 @@ import uuid
 from dataclasses import replace
 
 from bot.batcher import MicroBatcher
+from bot.conversation import CONTEXT_TURNS, Context, combine, context_from_turns, looks_like_followup, window_start
 from core.config import Settings
 from core.errors import InputError, ModelNotFound
+from core.next_questions import NextQuestions
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
-from core.types import Feedback, Reply, Source, Suggestion
+from core.types import CHOSE_PREFIX, Feedback, Reply, Source, Suggestion
 from retrieval.encoder import Encoder
 from retrieval.intent import IntentClassifier, IntentPrediction
 from retrieval.knowledge_base import KnowledgeBase
@@ -76,6 +79,7 @@ class Assistant:
         self._broken: dict[str, str] = {}  # kind -> a version that failed to load
         self._default_ranker = self.ranker
         self._reload_lock = threading.Lock()
+        self._next_counts, self._next_mtime, self._next_checked = NextQuestions(), None, -1.0
         # Concurrent requests share the model passes (intent + retrieval encoder) and the FAISS search.
         self._understand = MicroBatcher(self._understand_batch, max_batch=settings.max_batch, name="csbot-models")
 
@@ -174,12 +178,47 @@ class Assistant:
             self.store.append_session_event(session_id, "handoff")
             reply = replace(base, text=HANDOFF_TEXT)
         else:
+            thresholds = self.thresholds(classifier)
             prediction, retrieved = self._understand((classifier, text))
+            context = self._context(session_id)
+            if context is not None and looks_like_followup(text, prediction, thresholds[0]):
+                prediction, retrieved = self._with_context(classifier, context, text, prediction, retrieved)
+                base = replace(base, context_turn_id=context.turn_id)
             ranked = ranker.rank(retrieved, dict(zip(prediction.labels, prediction.probabilities)))
-            reply = self._route(base, prediction, ranked, self.thresholds(classifier))
+            if base.context_turn_id:  # answer with a ticket of the intent the two readings agree on, when one was retrieved
+                ranked = [c for c in ranked if c.ticket.intent == prediction.intent] or ranked
+            reply = self._route(base, prediction, ranked, thresholds)
+            if reply.action == "answer":
+                reply = replace(reply, next_questions=self.next_questions_for(reply.intent))
         reply = replace(reply, latency_ms=round((time.perf_counter() - started) * 1000, 2))
         self.store.append_turn(reply, text)
         return reply
+
+    def _context(self, session_id: str) -> Context | None:
+        return context_from_turns(self.store.recent_turns(session_id, limit=CONTEXT_TURNS, since=window_start()))
+
+    def _with_context(self, classifier: IntentClassifier, context: Context, text: str, alone: IntentPrediction, retrieved: list) -> tuple:
+        """Read the message with its context; retrieve with both readings (the context names the topic)."""
+        together, retrieved_together = self._understand((classifier, context.text_with(text)))
+        seen = {t.id for t, _ in retrieved_together}
+        merged = sorted(retrieved_together + [(t, s) for t, s in retrieved if t.id not in seen], key=lambda ts: -ts[1])
+        return combine(alone, together), merged
+
+    def next_questions_for(self, intent: str) -> list[Suggestion]:
+        """'Customers also asked' after an answer about ``intent``: counted from real sessions by ``csbot train``."""
+        counts = self._next_questions()
+        return [Suggestion(b, intent_title(b), round(share, 4)) for b, share in counts.suggest(intent)]
+
+    def _next_questions(self) -> NextQuestions:
+        """The counts file, re-read when ``csbot train`` rewrote it (checked at most once a second)."""
+        now = time.monotonic()
+        if now - self._next_checked >= 1.0:
+            self._next_checked = now
+            path = self.settings.models_dir / "next_questions.json"
+            mtime = path.stat().st_mtime if path.exists() else None
+            if mtime != self._next_mtime:
+                self._next_mtime, self._next_counts = mtime, NextQuestions.load(self.settings.models_dir)
+        return self._next_counts
 
     def understand(self, classifier: IntentClassifier, texts: list[str]) -> list[tuple[IntentPrediction, list]]:
         """Intent predictions and retrieved tickets for messages: the model read path of ``respond``, one pass per model.
@@ -237,7 +276,14 @@ class Assistant:
         rows = self.store.db.execute("select id, question, answer from tickets where intent = ? order by id limit 1", [intent]).fetchall()
         if not rows:
             raise InputError(f"I don't know the topic {intent!r}. Please pick one of the suggestions.")
-        self.store.append_feedback(Feedback(turn_id, 0, corrected_intent=intent, source="customer"))
+        offered = json.loads(turn.get("next_questions") or "[]") if turn["action"] == "answer" else []
+        if any(s["intent"] == intent for s in offered):
+            # A next question after an answer: the answered message was not about it, so it labels nothing there;
+            # the choice is stored on the new turn below (a label, and a step the session counts will see).
+            label_turn = None
+        else:
+            label_turn = turn_id
+            self.store.append_feedback(Feedback(turn_id, 0, corrected_intent=intent, source="customer"))
         started = time.perf_counter()
         reply = Reply(
             turn_id=uuid.uuid4().hex,
@@ -250,7 +296,9 @@ class Assistant:
             model_version=self.model_version,
         )
         reply = replace(reply, latency_ms=round((time.perf_counter() - started) * 1000, 2))
-        self.store.append_turn(reply, f"[chose suggestion] {intent_title(intent)}")
+        self.store.append_turn(reply, CHOSE_PREFIX + intent_title(intent))
+        if label_turn is None:
+            self.store.append_feedback(Feedback(reply.turn_id, 0, comment="next question", corrected_intent=intent, source="customer"))
         return reply
 
     def feedback(self, turn_id: str, vote: int, *, comment: str = "", session_id: str | None = None) -> int:

@@ -1,4 +1,7 @@
-"""The Gradio chat: thumbs on every bot message (the chatbot's like event), sources, suggestions, handoff.
+"""The Gradio chat: thumbs on every bot message (the chatbot's like event), sources, topic buttons, handoff.
+
+Topic buttons are real buttons: "Did you mean…" when the bot asks to clarify, "Customers also asked" after
+an answer (learnt from sessions, ``core.next_questions``). Either way a click calls ``Assistant.choose``.
 
 Callbacks only unpack, call the Assistant and format. Everything a user typed is HTML-escaped before
 it is shown, so markup in a message is displayed as text.
@@ -13,6 +16,8 @@ import gradio as gr
 from bot.assistant import Assistant
 from core.errors import CsbotError
 from core.types import Reply
+
+MAX_TOPIC_BUTTONS = 3
 
 
 def format_reply(reply: Reply) -> str:
@@ -36,9 +41,11 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
         gr.Markdown("## Support chat\nAsk about your card, payments, transfers, top-ups or your account.")
         session = gr.State(None)
         turn_ids = gr.State([])  # turn id of each chatbot message (None for the customer's own messages)
-        last_suggestions = gr.State([])
+        last_suggestions = gr.State([])  # (title, intent) of each topic button shown
         chatbot = gr.Chatbot(label="Conversation", height=460, feedback_options=("Like", "Dislike"), elem_id="chat")
-        suggestions = gr.Radio(label="Did you mean…", choices=[], visible=False, elem_id="suggestions")
+        with gr.Row(elem_id="suggestions"):
+            topics_label = gr.Markdown(visible=False, elem_id="suggestions-label")
+            topic_buttons = [gr.Button(visible=False, size="sm", elem_id=f"suggestion-{i}", elem_classes="suggestion") for i in range(MAX_TOPIC_BUTTONS)]
         with gr.Row():
             message = gr.Textbox(placeholder="Type your question and press Enter", show_label=False, scale=5, elem_id="message")
             send = gr.Button("Send", variant="primary", scale=1)
@@ -54,35 +61,44 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                 ids = ids + [None]
             history = history + [{"role": "assistant", "content": format_reply(reply)}]
             ids = ids + [reply.turn_id]
-            choices = [(s.title, s.intent) for s in reply.suggestions] if reply.action == "clarify" else []
-            radio = gr.update(choices=choices, value=None, visible=bool(choices))
-            return history, ids, reply.session_id, radio, choices
+            offered = reply.suggestions if reply.action == "clarify" else reply.next_questions if reply.action == "answer" else []
+            choices = [(s.title, s.intent) for s in offered[:MAX_TOPIC_BUTTONS]]
+            return history, ids, reply.session_id, choices, *topic_updates(choices, reply.action)
+
+        def topic_updates(choices: list, action: str = "") -> list:
+            """The label and the buttons for ``choices``; hidden when there are none."""
+            label = "Did you mean…" if action == "clarify" else "Customers also asked:"
+            buttons = [gr.update(value=title, visible=True) for title, _ in choices]
+            buttons += [gr.update(visible=False)] * (MAX_TOPIC_BUTTONS - len(choices))
+            return [gr.update(value=label, visible=bool(choices)), *buttons]
+
+        no_topics = topic_updates([])
 
         def on_send(text, history, ids, session_id):
             try:
                 reply = assistant.respond(text, session_id)
             except CsbotError as err:
-                return history, ids, session_id, gr.update(), [], text, str(err)
-            history, ids, session_id, radio, choices = show(reply, history, ids, text)
-            return history, ids, session_id, radio, choices, "", ""
+                return history, ids, session_id, [], *no_topics, text, str(err)
+            return *show(reply, history, ids, text), "", ""
 
-        outputs = [chatbot, turn_ids, session, suggestions, last_suggestions, message, status]
+        outputs = [chatbot, turn_ids, session, last_suggestions, topics_label, *topic_buttons, message, status]
         message.submit(on_send, [message, chatbot, turn_ids, session], outputs)
         send.click(on_send, [message, chatbot, turn_ids, session], outputs)
 
-        def on_choose(intent, offered, history, ids, session_id):
-            if not intent:
-                return history, ids, session_id, gr.update(), [], gr.update(), ""
+        def on_choose(index, offered, history, ids, session_id):
+            if index >= len(offered):
+                return history, ids, session_id, offered, *topic_updates(offered), gr.update(), ""
+            title, intent = offered[index]
             last_bot = next((t for t in reversed(ids) if t), None)
             try:
                 reply = assistant.choose(last_bot, intent, session_id)
             except CsbotError as err:
-                return history, ids, session_id, gr.update(), [], gr.update(), str(err)
-            title = next((t for t, i in offered if i == intent), intent)
-            history, ids, session_id, radio, choices = show(reply, history, ids, title)
-            return history, ids, session_id, radio, choices, gr.update(), ""
+                return history, ids, session_id, offered, *topic_updates(offered), gr.update(), str(err)
+            return *show(reply, history, ids, title), gr.update(), ""
 
-        suggestions.input(on_choose, [suggestions, last_suggestions, chatbot, turn_ids, session], outputs)
+        chosen_inputs = [last_suggestions, chatbot, turn_ids, session]
+        for i, button in enumerate(topic_buttons):
+            button.click(lambda offered, history, ids, sid, i=i: on_choose(i, offered, history, ids, sid), chosen_inputs, outputs)
 
         def on_like(data: gr.LikeData, ids, session_id, note):
             index = data.index if isinstance(data.index, int) else data.index[0]
@@ -112,8 +128,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
 
         def on_person(history, ids, session_id):
             reply = assistant.respond("I want to talk to a person", session_id)
-            history, ids, session_id, radio, choices = show(reply, history, ids, "Talk to a person")
-            return history, ids, session_id, radio, choices, gr.update(), ""
+            return *show(reply, history, ids, "Talk to a person"), gr.update(), ""
 
         person.click(on_person, [chatbot, turn_ids, session], outputs)
     return demo

@@ -72,3 +72,9 @@ def m002_turns_and_feedback(db: Database) -> None:
 @migrations()
 def m003_ranker_version(db: Database) -> None:
     db["turns"].add_column("ranker_version", str)
+
+
+@migrations()
+def m004_conversation_context(db: Database) -> None:
+    db["turns"].add_column("context_turn_id", str)  # which earlier turn a follow-up was understood with
+    db["turns"].add_column("next_questions", str)  # JSON: the "customers also asked" offered after an answer

@@ -106,6 +106,7 @@ class FeedbackStore:
             message=redact(message),
             suggestions=json.dumps(row["suggestions"]),
             sources=json.dumps(row["sources"]),
+            next_questions=json.dumps(row["next_questions"]),
         )
         with self._writing():
             self.db["turns"].insert(row)
@@ -152,6 +153,39 @@ class FeedbackStore:
         """``'handoff'`` while a person owns the conversation, else ``'bot'``."""
         rows = list(self.db["session_events"].rows_where("session_id = ?", [session_id], order_by="id desc", limit=1))
         return "handoff" if rows and rows[0]["event"] == "handoff" else "bot"
+
+    def recent_turns(self, session_id: str, *, limit: int, since: str) -> list[dict[str, Any]]:
+        """The session's last ``limit`` turns created after ``since`` (ISO time), newest first: a follow-up's context."""
+        return list(
+            self.db.query(
+                "select id, message, intent, action, confidence, created_at from turns"
+                " where session_id = ? and created_at > ? order by created_at desc, rowid desc limit ?",
+                [session_id, since, limit],
+            )
+        )
+
+    def intent_transitions(self, *, within_s: float) -> list[tuple[str, str, int]]:
+        """(intent, next intent, count) over sessions: consecutive answered turns at most ``within_s`` apart.
+
+        Turns whose latest customer vote is down do not count (a wrong answer is not what was asked),
+        nor does a turn followed by the same intent (that is a rephrasing, not a next question).
+        """
+        sql = """
+            with down as (
+                select turn_id from feedback where id in (select max(id) from feedback where source = 'customer' group by turn_id) and vote < 0
+            ), answered as (
+                select id, intent, created_at,
+                       lag(id) over w as prev_id, lag(intent) over w as prev_intent, lag(created_at) over w as prev_at
+                from turns where action = 'answer' and intent != ''
+                window w as (partition by session_id order by created_at, rowid)
+            )
+            select prev_intent, intent, count(*) from answered
+            where prev_intent is not null and prev_intent != intent
+              and (julianday(created_at) - julianday(prev_at)) * 86400 <= :within
+              and id not in (select turn_id from down) and prev_id not in (select turn_id from down)
+            group by prev_intent, intent
+        """
+        return [(a, b, n) for a, b, n in self.db.execute(sql, {"within": within_s}).fetchall()]
 
     def count(self, table: str) -> int:
         return self.db[table].count

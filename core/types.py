@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Action = Literal["answer", "clarify", "handoff"]
+CHOSE_PREFIX = "[chose suggestion] "  # the stored message of a turn started with a topic button, not with words
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Reply:
     ranker_version: str = ""
     latency_ms: float = 0.0
     notice: str = ""
+    context_turn_id: str = ""  # the earlier turn this message was understood with ("" = understood alone)
+    next_questions: list[Suggestion] = field(default_factory=list)  # "customers also asked", learnt from sessions
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

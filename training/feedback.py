@@ -6,7 +6,8 @@ What each signal means:
 - an up-vote on an answer confirms the intent it was answered with: a positive example;
 - a down-vote says that intent was wrong, without naming the right one: a *negative* example, trained
   with the complementary-label loss -log(1 - p(wrong intent)) (Ishida et al. 2017);
-- votes on clarifications and handoffs carry no intent and are not used.
+- votes on clarifications and handoffs carry no intent and are not used, nor are labels and votes on turns
+  a customer started with a topic button (their "message" is the button's title, not words a customer wrote).
 
 Noise filters, applied before any of that: floods (a session casting more than ``max_per_session``
 votes keeps only its first ones), uniform voters (a session with at least ``uniform_min`` votes, all the
@@ -20,6 +21,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from core.types import CHOSE_PREFIX
 from training.data import Example
 
 
@@ -66,6 +68,9 @@ def build_feedback_dataset(rows: list[dict], labels: set[str], flt: FeedbackFilt
     votes: dict[tuple[str, str], list[int]] = defaultdict(list)
     texts: dict[tuple[str, str], str] = {}
     for row in kept:
+        if (row["message"] or "").startswith(CHOSE_PREFIX):
+            out.counts["topic_button_turns"] += 1
+            continue
         if row["corrected_intent"]:
             if row["corrected_intent"] in labels:
                 out.examples.append(Example(row["message"], row["corrected_intent"], flt.correction_weight))

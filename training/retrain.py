@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from core.config import Settings
+from core.next_questions import WINDOW_S as NEXT_WINDOW_S
+from core.next_questions import NextQuestions
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from retrieval.encoder import Encoder, base_model_path
@@ -198,6 +200,7 @@ def retrain(
         registry.promote(KIND, version, reason=decision.reason)
     on_step(f"{version}: {'promoted' if decision.promoted else 'kept ' + str(serving_version)} ({decision.rule}: {decision.reason})")
     ranker = retrain_ranker(settings, registry, kb, val, feedback, train_rows, on_step=on_step)
+    refresh_next_questions(store, settings, on_step=on_step)
     return RetrainResult(
         version, decision.promoted, decision.reason, card["metrics"]["validation"], card["metrics"]["serving_validation"], ranker, decision.rule
     )
@@ -253,6 +256,15 @@ def retrain_ranker(
         registry.promote(RANKER, version, reason=reason)
     on_step(f"ranker {version}: {'promoted' if promoted else 'kept ' + str(serving_version or 'FAISS order')} ({reason})")
     return {"version": version, "promoted": promoted, "hit_at_1": cand_hit1, "mrr_at_10": cand_mrr, "alternatives": card["metrics"]["alternatives"]}
+
+
+def refresh_next_questions(store: FeedbackStore, settings: Settings, *, on_step: Callable[[str], None] = log.info) -> NextQuestions:
+    """Recount which intents followed which in real sessions; serving offers them as 'customers also asked'."""
+    counts = NextQuestions.from_transitions(store.intent_transitions(within_s=NEXT_WINDOW_S))
+    counts.save(settings.models_dir)
+    offered = sum(bool(counts.suggest(a)) for a in counts.counts)
+    on_step(f"next questions: {sum(sum(v.values()) for v in counts.counts.values())} session steps counted; offered after {offered} intents")
+    return counts
 
 
 def _ranking_means(ranker: Ranker, data) -> tuple[float, float]:

@@ -113,9 +113,13 @@
     if (reply.action === "answer" && reply.sources && reply.sources.length) {
       box.appendChild(el("div", "csbot-meta", "Sources: " + reply.sources.map(function (s) { return "#" + s.ticket_id; }).join(", ")));
     }
-    if (reply.action === "clarify" && reply.suggestions) {
+    // Topic buttons: "which of these?" when the bot is unsure, "customers also asked" after an answer.
+    var offered = reply.action === "clarify" ? reply.suggestions : (reply.action === "answer" ? reply.next_questions : null);
+    if (offered && offered.length) {
+      if (reply.action === "answer") box.appendChild(el("div", "csbot-meta", "Customers also asked:"));
       var choices = el("div", "csbot-actions");
-      reply.suggestions.forEach(function (s) {
+      choices.setAttribute("data-kind", reply.action === "clarify" ? "clarify" : "next");
+      offered.forEach(function (s) {
         var b = el("button", "csbot-suggestion", s.title); b.type = "button";
         b.addEventListener("click", function () {
           addUser(s.title);

@@ -1,0 +1,72 @@
+"""Conversation context: a follow-up is understood with the turns before it, a standalone question alone.
+
+What the customer said in the last ``CONTEXT_TURNS`` turns of the session, within ``CONTEXT_WINDOW_S``, is
+the context (Dialogflow keeps a context for 5 turns or 20 minutes; we keep 3 turns or 20 minutes). A message
+is read with its context only when it looks like a follow-up (``looks_like_followup``): short, opening with
+"and", "what about", "ok", or leaning on a word that points back ("it", "that", "again"), or one the model
+is unsure of alone. The model then reads the context and the message together, and the two readings are
+combined (``combine``): the message alone says what is asked ("how long", "is there a fee"), the context
+says about what ("a transfer abroad", "a lost card").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from retrieval.intent import IntentPrediction
+
+CONTEXT_TURNS = 3
+CONTEXT_WINDOW_S = 20 * 60
+CONTEXT_ACTIONS = ("answer", "clarify")  # turns whose message is a question about the customer's matter
+POINTS_BACK = re.compile(
+    r"^\s*(and|but|so|or|ok|okay|also|actually|now|then|what about|how about)\b"
+    r"|\b(it|its|it's|that|this|those|these|them|they|one|there|again|too|either|instead|same|still|mine)\b",
+    re.IGNORECASE,
+)
+SHORT_WORDS = 6
+
+
+@dataclass(frozen=True)
+class Context:
+    """The earlier messages a follow-up is read with, oldest first, and the turn it follows."""
+
+    messages: list[str]
+    turn_id: str
+    intent: str
+
+    def text_with(self, message: str) -> str:
+        return " ".join([*self.messages, message])
+
+
+def window_start(now: datetime | None = None) -> str:
+    """ISO time before which turns are too old to be context."""
+    return ((now or datetime.now(timezone.utc)) - timedelta(seconds=CONTEXT_WINDOW_S)).isoformat(timespec="milliseconds")
+
+
+def context_from_turns(turns: list[dict]) -> Context | None:
+    """``turns`` newest first (``FeedbackStore.recent_turns``); None when there is nothing to read a message with."""
+    usable = [t for t in turns if t["action"] in CONTEXT_ACTIONS and t["message"]]
+    if not usable:
+        return None
+    return Context([t["message"] for t in reversed(usable[: CONTEXT_TURNS - 1])], usable[0]["id"], usable[0]["intent"] or "")
+
+
+def looks_like_followup(message: str, alone: IntentPrediction, answer_threshold: float) -> bool:
+    """Short, pointing back, or unsure alone: worth reading with the context. Other messages stand on their own."""
+    return len(message.split()) <= SHORT_WORDS or bool(POINTS_BACK.search(message)) or alone.confidence < answer_threshold
+
+
+def combine(alone: IntentPrediction, with_context: IntentPrediction, weight_alone: float = 0.5, floor: float = 1e-4) -> IntentPrediction:
+    """Geometric mixture of the two readings, renormalised: an intent must fit the message *and* the context."""
+    p_alone = dict(zip(alone.labels, alone.probabilities))
+    p_context = dict(zip(with_context.labels, with_context.probabilities))
+    scores = {
+        label: math.exp(weight_alone * math.log(p_alone.get(label, floor)) + (1 - weight_alone) * math.log(p_context.get(label, floor)))
+        for label in set(p_alone) | set(p_context)
+    }
+    total = sum(scores.values())
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1])[: max(len(alone.labels), len(with_context.labels))]
+    return IntentPrediction([label for label, _ in ranked], [score / total for _, score in ranked])

@@ -1,0 +1,79 @@
+"""Conversations: follow-ups read with their context, standalone questions alone, next questions learnt from sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from bot.conversation import CONTEXT_WINDOW_S, combine, looks_like_followup
+from core.next_questions import MIN_COUNT, NextQuestions
+from core.types import CHOSE_PREFIX, Feedback, Reply
+from retrieval.intent import IntentPrediction
+from training.feedback import build_feedback_dataset
+from training.retrain import refresh_next_questions
+
+
+def test_a_followup_is_read_with_the_turn_before_it(assistant):
+    first = assistant.respond("I lost my card, what do I do?", "s1")
+    follow = assistant.respond("is there a fee for a new one?", "s1")
+    assert follow.context_turn_id == first.turn_id
+    stored = assistant.store.turn(follow.turn_id)
+    assert stored["context_turn_id"] == first.turn_id  # votes on it say whether context helps
+    alone = assistant.respond("is there a fee for a new one?", "s2")  # a new session: nothing to lean on
+    assert alone.context_turn_id == ""
+
+
+def test_a_standalone_question_is_not_changed_by_context(assistant):
+    assistant.respond("I lost my card, what do I do?", "s1")
+    question = "How do I find out which fiat currencies your company supports for holding and exchange?"
+    fresh = assistant.respond(question, "fresh")
+    after = assistant.respond(question, "s1")
+    assert not looks_like_followup(question, IntentPrediction([fresh.intent], [fresh.confidence]), assistant.thresholds(assistant.intent_model()[1])[0])
+    assert after.context_turn_id == "" and (after.intent, after.confidence) == (fresh.intent, fresh.confidence)
+
+
+def test_context_expires_after_the_window(assistant):
+    first = assistant.respond("I lost my card, what do I do?", "s1")
+    old = (datetime.now(timezone.utc) - timedelta(seconds=CONTEXT_WINDOW_S + 60)).isoformat(timespec="milliseconds")
+    assistant.store.db.execute("update turns set created_at = ? where id = ?", [old, first.turn_id])
+    assistant.store.db.conn.commit()
+    assert assistant.respond("is there a fee for a new one?", "s1").context_turn_id == ""
+
+
+def test_combine_keeps_what_fits_both_readings():
+    alone = IntentPrediction(["transfer_timing", "card_delivery_estimate", "pending_top_up"], [0.4, 0.45, 0.15])
+    together = IntentPrediction(["transfer_into_account", "transfer_timing", "card_delivery_estimate"], [0.6, 0.35, 0.05])
+    best = combine(alone, together)
+    assert best.intent == "transfer_timing" and sum(best.probabilities) <= 1 + 1e-9  # the top of a distribution over all three
+    assert looks_like_followup("and what does it cost?", alone, 0.5)
+    assert looks_like_followup("help", alone, 0.5)
+
+
+def sessions_going(store, a: str, b: str, n: int, prefix: str) -> None:
+    """``n`` sessions in which an answer about ``a`` was followed by one about ``b``."""
+    for i in range(n):
+        session = f"{prefix}-{i}"
+        store.append_turn(Reply(f"{prefix}-{i}-a", session, "answer", "..", a, 0.9), "first question")
+        store.append_turn(Reply(f"{prefix}-{i}-b", session, "answer", "..", b, 0.9), "next question")
+
+
+def test_next_questions_come_from_session_counts_and_choosing_one_is_a_label(assistant, settings):
+    question = "I lost my card, what do I do?"
+    answered = assistant.respond(question, "probe")
+    assert answered.action == "answer" and answered.next_questions == []  # no sessions counted yet: nothing offered
+    a = answered.intent
+    sessions_going(assistant.store, a, "card_delivery_estimate", MIN_COUNT + 2, "often")
+    sessions_going(assistant.store, a, "order_physical_card", MIN_COUNT, "enough")
+    sessions_going(assistant.store, a, "atm_support", MIN_COUNT - 1, "rare")  # too few sessions to offer
+    assistant.store.append_feedback(Feedback("often-0-b", -1))  # a next question voted down does not count
+    counts = refresh_next_questions(assistant.store, settings)
+    assert counts.counts[a] == {"card_delivery_estimate": MIN_COUNT + 1, "order_physical_card": MIN_COUNT, "atm_support": MIN_COUNT - 1}
+    assert NextQuestions.load(settings.models_dir).counts == counts.counts
+    assistant._next_checked = -1.0  # the once-a-second check, without waiting a second
+    reply = assistant.respond(question, "customer")
+    assert [s.intent for s in reply.next_questions] == ["card_delivery_estimate", "order_physical_card"]
+    chosen = assistant.choose(reply.turn_id, "card_delivery_estimate", "customer")
+    assert chosen.action == "answer" and chosen.intent == "card_delivery_estimate"
+    rows = assistant.store.db.execute("select turn_id, corrected_intent, comment from feedback where source = 'customer' and vote = 0").fetchall()
+    assert rows == [(chosen.turn_id, "card_delivery_estimate", "next question")]  # a label on the new turn, not on the answer
+    data = build_feedback_dataset(list(assistant.store.feedback_rows()), {"card_delivery_estimate", a})
+    assert data.counts["topic_button_turns"] == 1 and not any(e.text.startswith(CHOSE_PREFIX) for e in data.examples)
