@@ -27,9 +27,26 @@ def device() -> str:
     return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu() -> dict:
+    """The processor and the flags that decide the fast paths (bf16 needs avx512_bf16 or amx_bf16)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and ":" in line:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {"model": model, "cores": os.cpu_count(), "flags": [f for f in SPEED_FLAGS if f in flags], "CSBOT_BF16": os.environ.get("CSBOT_BF16", "auto")}
+
+
 def write_result(name: str, result: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    result = {**result, "device": device(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    result = {**result, "device": device(), "cpu": cpu(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     path = RESULTS / name
     path.write_text(json.dumps(result, indent=2))
     return path

@@ -3,10 +3,15 @@
 What the customer said in the last ``CONTEXT_TURNS`` turns of the session, within ``CONTEXT_WINDOW_S``, is
 the context (Dialogflow keeps a context for 5 turns or 20 minutes; we keep 3 turns or 20 minutes). A message
 is read with its context only when it looks like a follow-up (``looks_like_followup``): short, opening with
-"and", "what about", "ok", or leaning on a word that points back ("it", "that", "again"), or one the model
-is unsure of alone. The model then reads the context and the message together, and the two readings are
+"and", "what about", "ok", or leaning on a word that points back ("it", "that", "again"), *and* too unsure
+alone to be answered. The model then reads the context and the message together, and the two readings are
 combined (``combine``): the message alone says what is asked ("how long", "is there a fee"), the context
 says about what ("a transfer abroad", "a lost card").
+
+Why both conditions: on the dev half, reading every cue-bearing message with its context helped follow-ups
+more (59% instead of 52% with the quick model) but cost 1.5 points on ordinary test queries sent after another
+question, because many complete questions contain "it" or "my card ... it". A message the model can
+answer alone is answered alone.
 """
 
 from __future__ import annotations
@@ -55,8 +60,9 @@ def context_from_turns(turns: list[dict]) -> Context | None:
 
 
 def looks_like_followup(message: str, alone: IntentPrediction, answer_threshold: float) -> bool:
-    """Short, pointing back, or unsure alone: worth reading with the context. Other messages stand on their own."""
-    return len(message.split()) <= SHORT_WORDS or bool(POINTS_BACK.search(message)) or alone.confidence < answer_threshold
+    """Short or pointing back, and too unsure alone to answer: worth reading with the context."""
+    cue = len(message.split()) <= SHORT_WORDS or bool(POINTS_BACK.search(message))
+    return cue and alone.confidence < answer_threshold
 
 
 def combine(alone: IntentPrediction, with_context: IntentPrediction, weight_alone: float = 0.5, floor: float = 1e-4) -> IntentPrediction:

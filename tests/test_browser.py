@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core.next_questions import NextQuestions
 from tests.test_server import free_port, start_server
 
 CHROMIUM = Path(os.environ.get("CSBOT_CHROMIUM", "/usr/bin/chromium"))
@@ -41,6 +42,8 @@ def browser():
 def served(ready_home, tmp_path_factory):
     home = tmp_path_factory.mktemp("browser") / "home"
     shutil.copytree(ready_home, home)
+    # What customers asked after a lost card in earlier sessions (as `csbot train` counts it).
+    NextQuestions({"lost_or_stolen_card": {"card_delivery_estimate": 9, "order_physical_card": 6}}).save(home / "models")
     with start_server(home, free_port()) as base:
         yield base, home
 
@@ -65,6 +68,27 @@ def test_gradio_chat_thumbs_down_is_stored(browser, served):
     assert rows == [("lost_or_stolen_card", -1)]
     screenshot(page, "chat.png")
     assert dialogs == []
+    page.close()
+
+
+def test_gradio_next_questions_are_buttons_and_a_click_is_a_label(browser, served):
+    base, home = served
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.fill("#message textarea", "I lost my card, what do I do?")
+    page.keyboard.press("Enter")
+    button = page.locator("#suggestion-0")
+    button.wait_for(state="visible", timeout=30_000)
+    assert button.inner_text().strip() == "Card delivery estimate"
+    assert page.locator("#suggestion-1").inner_text().strip() == "Order physical card"
+    assert "Customers also asked" in page.locator("#suggestions-label").inner_text()
+    screenshot(page, "chat-next-questions.png")
+    before = page.locator("#chat .bot").count()
+    button.click()
+    page.wait_for_function(f"document.querySelectorAll('#chat .bot').length > {before}", timeout=30_000)
+    assert page.locator("#chat .user").last.inner_text().strip() == "Card delivery estimate"
+    rows = sqlite3.connect(home / "csbot.db").execute("select corrected_intent, comment from feedback where vote = 0").fetchall()
+    assert rows == [("card_delivery_estimate", "next question")]
     page.close()
 
 

@@ -44,8 +44,10 @@ def test_combine_keeps_what_fits_both_readings():
     together = IntentPrediction(["transfer_into_account", "transfer_timing", "card_delivery_estimate"], [0.6, 0.35, 0.05])
     best = combine(alone, together)
     assert best.intent == "transfer_timing" and sum(best.probabilities) <= 1 + 1e-9  # the top of a distribution over all three
-    assert looks_like_followup("and what does it cost?", alone, 0.5)
-    assert looks_like_followup("help", alone, 0.5)
+    unsure, sure = IntentPrediction(["a"], [0.4]), IntentPrediction(["a"], [0.9])
+    assert looks_like_followup("and what does it cost?", unsure, 0.5) and looks_like_followup("help", unsure, 0.5)
+    assert not looks_like_followup("and what does it cost?", sure, 0.5)  # answerable alone: answered alone
+    assert not looks_like_followup("Which currencies can I hold in my account and exchange between?", unsure, 0.5)  # no cue
 
 
 def sessions_going(store, a: str, b: str, n: int, prefix: str) -> None:
