@@ -134,7 +134,7 @@ def create_api(assistant: Assistant) -> FastAPI:
             raise _http_error(err) from err
         return {"status": "recorded", "feedback_id": row}
 
-    @app.post("/api/v1/choose", summary="The customer picked one of the suggested topics")
+    @app.post("/api/v1/choose", summary="The customer picked a suggested topic (a clarification) or a next question (customers also asked)")
     def choose(request: ChooseRequest) -> dict:
         try:
             return assistant.choose(request.turn_id, request.intent, request.session_id).to_dict()
