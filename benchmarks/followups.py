@@ -121,10 +121,11 @@ def main() -> None:
     started = time.perf_counter()
     assistant = Assistant.from_settings(Settings(home=private_home(args.home))).warm_up()
     version = assistant.model_version
+    training = assistant.registry.card("intent", version).get("training", {})
     result = {
         "model_version": version,
-        "model_quick": assistant.registry.card("intent", version).get("training", {}).get("config", {}).get("quick"),
-        "model_validation_accuracy": assistant.registry.card("intent", version).get("training", {}).get("val_accuracy"),
+        "model_quick": training.get("config", {}).get("quick"),
+        "model_validation_accuracy": training.get("val_accuracy"),
         "context": {"turns": CONTEXT_TURNS, "window_s": CONTEXT_WINDOW_S},
         "halves": {split: run_half(assistant, split) for split in ("dev", "test")},
     }

@@ -19,6 +19,7 @@ from bot.batcher import MicroBatcher
 from bot.conversation import CONTEXT_TURNS, Context, combine, context_from_turns, looks_like_followup, window_start
 from core.config import Settings
 from core.errors import InputError, ModelNotFound
+from core.next_questions import FILE_NAME as NEXT_QUESTIONS_FILE
 from core.next_questions import NextQuestions
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
@@ -180,8 +181,9 @@ class Assistant:
         else:
             thresholds = self.thresholds(classifier)
             prediction, retrieved = self._understand((classifier, text))
-            context = self._context(session_id)
-            if context is not None and looks_like_followup(text, prediction, thresholds[0]):
+            # The cheap test first: most messages stand alone and never cost the session read.
+            context = self._context(session_id) if looks_like_followup(text, prediction, thresholds[0]) else None
+            if context is not None:
                 prediction, retrieved = self._with_context(classifier, context, text, prediction, retrieved)
                 base = replace(base, context_turn_id=context.turn_id)
             ranked = ranker.rank(retrieved, dict(zip(prediction.labels, prediction.probabilities)))
@@ -214,7 +216,7 @@ class Assistant:
         now = time.monotonic()
         if now - self._next_checked >= 1.0:
             self._next_checked = now
-            path = self.settings.models_dir / "next_questions.json"
+            path = self.settings.models_dir / NEXT_QUESTIONS_FILE
             mtime = path.stat().st_mtime if path.exists() else None
             if mtime != self._next_mtime:
                 self._next_mtime, self._next_counts = mtime, NextQuestions.load(self.settings.models_dir)
@@ -277,12 +279,10 @@ class Assistant:
         if not rows:
             raise InputError(f"I don't know the topic {intent!r}. Please pick one of the suggestions.")
         offered = json.loads(turn.get("next_questions") or "[]") if turn["action"] == "answer" else []
-        if any(s["intent"] == intent for s in offered):
-            # A next question after an answer: the answered message was not about it, so it labels nothing there;
-            # the choice is stored on the new turn below (a label, and a step the session counts will see).
-            label_turn = None
-        else:
-            label_turn = turn_id
+        # A next question after an answer: the answered message was not about it, so it labels nothing there;
+        # the choice is stored on the new turn below (a label, and a step the session counts will see).
+        next_question = any(s["intent"] == intent for s in offered)
+        if not next_question:
             self.store.append_feedback(Feedback(turn_id, 0, corrected_intent=intent, source="customer"))
         started = time.perf_counter()
         reply = Reply(
@@ -297,7 +297,7 @@ class Assistant:
         )
         reply = replace(reply, latency_ms=round((time.perf_counter() - started) * 1000, 2))
         self.store.append_turn(reply, CHOSE_PREFIX + intent_title(intent))
-        if label_turn is None:
+        if next_question:
             self.store.append_feedback(Feedback(reply.turn_id, 0, comment="next question", corrected_intent=intent, source="customer"))
         return reply
 

@@ -40,7 +40,6 @@ class Context:
 
     messages: list[str]
     turn_id: str
-    intent: str
 
     def text_with(self, message: str) -> str:
         return " ".join([*self.messages, message])
@@ -56,7 +55,7 @@ def context_from_turns(turns: list[dict]) -> Context | None:
     usable = [t for t in turns if t["action"] in CONTEXT_ACTIONS and t["message"]]
     if not usable:
         return None
-    return Context([t["message"] for t in reversed(usable[: CONTEXT_TURNS - 1])], usable[0]["id"], usable[0]["intent"] or "")
+    return Context([t["message"] for t in reversed(usable[: CONTEXT_TURNS - 1])], usable[0]["id"])
 
 
 def looks_like_followup(message: str, alone: IntentPrediction, answer_threshold: float) -> bool:

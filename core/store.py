@@ -158,8 +158,7 @@ class FeedbackStore:
         """The session's last ``limit`` turns created after ``since`` (ISO time), newest first: a follow-up's context."""
         return list(
             self.db.query(
-                "select id, message, intent, action, confidence, created_at from turns"
-                " where session_id = ? and created_at > ? order by created_at desc, rowid desc limit ?",
+                "select id, message, action from turns where session_id = ? and created_at > ? order by created_at desc, rowid desc limit ?",
                 [session_id, since, limit],
             )
         )
