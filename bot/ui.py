@@ -73,6 +73,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             return [gr.update(value=label, visible=bool(choices)), *buttons]
 
         no_topics = topic_updates([])
+        topics_as_they_are = [gr.update()] * (1 + MAX_TOPIC_BUTTONS)  # a failed click leaves the label and buttons shown
 
         def on_send(text, history, ids, session_id):
             try:
@@ -87,13 +88,13 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
 
         def on_choose(index, offered, history, ids, session_id):
             if index >= len(offered):
-                return history, ids, session_id, offered, *topic_updates(offered), gr.update(), ""
+                return history, ids, session_id, offered, *topics_as_they_are, gr.update(), ""
             title, intent = offered[index]
             last_bot = next((t for t in reversed(ids) if t), None)
             try:
                 reply = assistant.choose(last_bot, intent, session_id)
             except CsbotError as err:
-                return history, ids, session_id, offered, *topic_updates(offered), gr.update(), str(err)
+                return history, ids, session_id, offered, *topics_as_they_are, gr.update(), str(err)
             return *show(reply, history, ids, title), gr.update(), ""
 
         chosen_inputs = [last_suggestions, chatbot, turn_ids, session]
