@@ -9,8 +9,6 @@ answering while it runs.
 from __future__ import annotations
 
 import io
-import os
-import secrets
 import subprocess
 import sys
 import threading
@@ -23,24 +21,10 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
+from bot.agents import AgentDirectory, admin_credentials, check_password
 from bot.assistant import Assistant
 from core.errors import CsbotError, InputError
 from core.types import Feedback
-
-
-def admin_credentials() -> tuple[str, str] | None:
-    user, password = os.environ.get("CSBOT_ADMIN_USER", ""), os.environ.get("CSBOT_ADMIN_PASSWORD", "")
-    return (user, password) if user and password else None
-
-
-def check_password(user: str, password: str) -> bool:
-    creds = admin_credentials()
-    if creds is None:
-        return False
-    # Compare both in full, in constant time, so timing reveals neither which part was wrong nor how much.
-    ok_user = secrets.compare_digest(user.encode(), creds[0].encode())
-    ok_password = secrets.compare_digest(password.encode(), creds[1].encode())
-    return ok_user and ok_password
 
 
 class AdminService:
@@ -50,6 +34,7 @@ class AdminService:
         self.assistant = assistant
         self.store = assistant.store
         self.registry = assistant.registry
+        self.agents = AgentDirectory(assistant.store)
         self._retrain: subprocess.Popen | None = None
         self._retrain_log: Path | None = None
         self._lock = threading.Lock()
@@ -109,7 +94,7 @@ class AdminService:
         return [dict(r) for r in self.store.db.query(sql, {"low": self.assistant.settings.answer_threshold, "limit": limit})]
 
     def intents(self) -> list[str]:
-        return [r[0] for r in self.store.db.execute("select distinct intent from tickets where intent != '' order by intent")]
+        return self.assistant.kb.intents()
 
     def correct(self, turn_id: str, intent: str, comment: str = "") -> int:
         if intent not in set(self.intents()):

@@ -6,21 +6,24 @@ import logging
 import sqlite3
 import threading
 import time
-from pathlib import Path
+from collections.abc import AsyncIterable
+from pathlib import Path as FilePath
 from typing import Literal
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from bot.admin import AdminService, admin_credentials, build_admin_ui, check_password, create_admin_router
+from bot.agent_api import create_agent_router, event_stream
 from bot.assistant import Assistant
 from core.errors import CsbotError, InputError, UnknownTurn
 from core.store import STORAGE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
-WIDGET = Path(__file__).resolve().parent / "static" / "widget.js"
+WIDGET = FilePath(__file__).resolve().parent / "static" / "widget.js"
 WIDGET_VERSION = "v1"  # bump when the widget's behaviour changes; old paths keep serving embedded sites
 MAX_REQUEST_MESSAGE = 100_000  # longer bodies are refused outright; up to this, the Assistant truncates
 
@@ -43,8 +46,16 @@ class ChooseRequest(BaseModel):
     session_id: str = Field(..., max_length=64)
 
 
+SESSION_ID = r"^[A-Za-z0-9_-]+$"
+
+
 class SessionRequest(BaseModel):
-    session_id: str = Field(..., max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    session_id: str = Field(..., max_length=64, pattern=SESSION_ID)
+
+
+class ContactRequest(BaseModel):
+    contact: str = Field(..., max_length=200, description="An email address or phone number; kept only in the contacts table")
+    message: str = Field("", max_length=4000)
 
 
 BUSY = "The bot is busy right now; please try again in a few seconds."
@@ -86,7 +97,7 @@ def _http_error(err: CsbotError) -> HTTPException:
     return HTTPException(status_code=status, detail=str(err))
 
 
-def create_api(assistant: Assistant) -> FastAPI:
+def create_api(assistant: Assistant, admin: AdminService | None = None) -> FastAPI:
     """The REST routes under /api/v1. Every route calls the Assistant and nothing deeper."""
     app = FastAPI(
         title="csbot",
@@ -95,6 +106,8 @@ def create_api(assistant: Assistant) -> FastAPI:
     )
 
     settings = assistant.settings
+    admin = admin or AdminService(assistant)
+    desk = assistant.desk
     pending = threading.BoundedSemaphore(settings.max_pending)
     limiter = RateLimiter(settings.rate_limit) if settings.rate_limit else None
 
@@ -129,10 +142,11 @@ def create_api(assistant: Assistant) -> FastAPI:
     @app.post("/api/v1/feedback", summary="Thumbs up or down on a turn, with an optional comment")
     def feedback(request: FeedbackRequest) -> dict:
         try:
-            row = assistant.feedback(request.turn_id, 1 if request.vote == "up" else -1, comment=request.comment, session_id=request.session_id)
+            vote = 1 if request.vote == "up" else -1
+            row, offer = assistant.feedback(request.turn_id, vote, comment=request.comment, session_id=request.session_id)
         except CsbotError as err:
             raise _http_error(err) from err
-        return {"status": "recorded", "feedback_id": row}
+        return {"status": "recorded", "feedback_id": row, "offer_person": offer}
 
     @app.post("/api/v1/choose", summary="The customer picked a suggested topic (a clarification) or a next question (customers also asked)")
     def choose(request: ChooseRequest) -> dict:
@@ -141,17 +155,46 @@ def create_api(assistant: Assistant) -> FastAPI:
         except CsbotError as err:
             raise _http_error(err) from err
 
-    @app.post("/api/v1/handoff", summary="Hand the conversation to a person; the bot stays silent")
+    @app.post("/api/v1/handoff", summary="Hand the conversation to a person; the bot stays silent until it is handed back")
     def handoff(request: SessionRequest) -> dict:
-        assistant.handoff(request.session_id)
-        return {"status": "handed off", "session_id": request.session_id}
+        try:
+            text = assistant.handoff(request.session_id)
+        except CsbotError as err:
+            raise _http_error(err) from err
+        state, agent = desk.state(request.session_id)
+        return {"status": "handed off", "session_id": request.session_id, "state": state, "agent": agent, "text": text}
+
+    @app.get(
+        "/api/v1/conversations/{session_id}/events",
+        summary="Live: what people say in this conversation (server-sent events; reconnect with Last-Event-ID)",
+        response_class=EventSourceResponse,
+    )
+    async def conversation_events(
+        request: Request,
+        session_id: str = Path(..., max_length=64, pattern=SESSION_ID),
+        after: int = Query(0, ge=0, description="Send events after this id (the Last-Event-ID header wins)"),
+        follow: bool = Query(True, description="Keep the stream open for new events (false: send what there is and end)"),
+        last_event_id: str | None = Header(None),
+    ) -> AsyncIterable[ServerSentEvent]:
+        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+        fetch = lambda last: desk.customer_events(session_id, last)  # noqa: E731
+        async for event in event_stream(request, desk, session_id, fetch, start, follow, check_wait=session_id):
+            yield event
+
+    @app.post("/api/v1/conversations/{session_id}/contact", summary="Leave a message and a way to reach you when no person is free")
+    def leave_contact(request: ContactRequest, session_id: str = Path(..., max_length=64, pattern=SESSION_ID)) -> dict:
+        try:
+            return {"status": "saved", "contact_id": desk.leave_contact(session_id, request.contact, request.message)}
+        except CsbotError as err:
+            raise _http_error(err) from err
 
     origins = [o.strip() for o in assistant.settings.allowed_origins.split(",") if o.strip()]
     if origins:
         # The widget runs on other sites; the API uses no cookies, so no credentials are allowed.
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["Content-Type", "Last-Event-ID"])
 
-    app.include_router(create_admin_router(AdminService(assistant)))
+    app.include_router(create_admin_router(admin))
+    app.include_router(create_agent_router(assistant, admin.agents))
 
     @app.get("/widget.js", summary="The embeddable chat widget (latest)", include_in_schema=False)
     @app.get(f"/widget/{WIDGET_VERSION}/widget.js", summary="The embeddable chat widget, pinned version", include_in_schema=False)
@@ -173,11 +216,14 @@ def create_app(assistant: Assistant) -> FastAPI:
     (mounted last so the API routes and the console take precedence)."""
     import gradio as gr
 
+    from bot.inbox import build_inbox_ui
     from bot.ui import build_ui
 
-    app = create_api(assistant)
+    service = AdminService(assistant)  # one per server: the console and the admin API share it (one retrain at a time)
+    app = create_api(assistant, service)
+    inbox = build_inbox_ui(assistant, service.agents)
+    app = gr.mount_gradio_app(app, inbox, path="/agent", auth=service.agents.login, auth_message="csbot agent inbox")
     if admin_credentials() is not None:
-        service = AdminService(assistant)
         app = gr.mount_gradio_app(app, build_admin_ui(service), path="/admin", auth=check_password, auth_message="csbot admin")
     else:
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 import uuid
@@ -17,6 +16,8 @@ from dataclasses import replace
 
 from bot.batcher import MicroBatcher
 from bot.conversation import CONTEXT_TURNS, Context, combine, context_from_turns, looks_like_followup, window_start
+from bot.handoff import HANDOFF_REQUEST, HandoffDesk
+from bot.mood import OFFER_TEXT, frustrated
 from core.config import Settings
 from core.errors import InputError, ModelNotFound
 from core.next_questions import FILE_NAME as NEXT_QUESTIONS_FILE
@@ -33,14 +34,8 @@ _LOADERS = {"intent": lambda path: IntentClassifier(path).warm_up(), "ranker": R
 
 log = logging.getLogger(__name__)
 
-HANDOFF_REQUEST = re.compile(
-    r"\b(talk|speak|chat|connect|transfer)\b.{0,30}\b(person|human|agent|someone|representative|operator|staff)\b"
-    r"|^\s*(human|agent|operator|representative)\s*[.!?]*\s*$",
-    re.IGNORECASE,
-)
-HANDOFF_TEXT = "I'm passing this conversation to a member of our support team. They will reply here as soon as they can."
-SILENT_TEXT = "A member of our support team has this conversation and will reply here. The bot will stay quiet until then."
 OUT_OF_SCOPE_TEXT = "I'm not sure I can answer that correctly. Could you rephrase it, or would you like to talk to a person?"
+UNSURE_AGAIN_TEXT = "I'm still not sure I can answer that correctly, so I'm passing this conversation to a member of our support team."
 CLARIFY_TEXT = "I want to be sure I understand. Which of these is closest to your question?"
 
 
@@ -70,6 +65,7 @@ class Assistant:
         knowledge_base: KnowledgeBase,
         registry: ModelRegistry,
         ranker: Ranker | None = None,
+        desk: HandoffDesk | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -79,6 +75,7 @@ class Assistant:
         self._models: dict[str, tuple[str, object]] = {}
         self._broken: dict[str, str] = {}  # kind -> a version that failed to load
         self._default_ranker = self.ranker
+        self.desk = desk if desk is not None else HandoffDesk(settings, store, add_ticket=knowledge_base.add)
         self._reload_lock = threading.Lock()
         self._next_counts, self._next_mtime, self._next_checked = NextQuestions(), None, -1.0
         # Concurrent requests share the model passes (intent + retrieval encoder) and the FAISS search.
@@ -173,11 +170,16 @@ class Assistant:
             ranker_version=ranker_version,
             notice=notice,
         )
-        if self.store.session_state(session_id) == "handoff":
-            reply = replace(base, text=SILENT_TEXT)
-        elif HANDOFF_REQUEST.search(text):
-            self.store.append_session_event(session_id, "handoff")
-            reply = replace(base, text=HANDOFF_TEXT)
+        state, agent = self.desk.state(session_id)
+        if state != "bot":  # a person has the conversation: the bot stays silent, the message goes to the inbox
+            reply = replace(base, state=state, agent=agent)
+            self.store.append_turn(reply, text)
+            self.desk.customer_message(session_id, reply.turn_id, text)
+            return reply
+        if HANDOFF_REQUEST.search(text):
+            text_for_customer = self.desk.request(session_id, "asked for a person", base.turn_id)
+            state, agent = self.desk.state(session_id)
+            reply = replace(base, text=text_for_customer, state=state, agent=agent)
         else:
             thresholds = self.thresholds(classifier)
             prediction, retrieved = self._understand((classifier, text))
@@ -190,10 +192,28 @@ class Assistant:
             if base.context_turn_id:  # answer with a ticket of the intent the two readings agree on, when one was retrieved
                 ranked = [c for c in ranked if c.ticket.intent == prediction.intent] or ranked
             reply = self._route(base, prediction, ranked, thresholds)
-            if reply.action == "answer":
-                reply = replace(reply, next_questions=self.next_questions_for(reply.intent))
+            reply = self._after_route(reply, text, session_id)
         reply = replace(reply, latency_ms=round((time.perf_counter() - started) * 1000, 2))
         self.store.append_turn(reply, text)
+        return reply
+
+    def _after_route(self, reply: Reply, text: str, session_id: str) -> Reply:
+        """Unsure twice in a row: a person takes over. A frustrated customer: offer one. An answer: next questions."""
+        if reply.action == "handoff":
+            previous = self.store.recent_turns(session_id, limit=1, since="")
+            if previous and previous[0]["action"] == "handoff" and previous[0]["text"] == OUT_OF_SCOPE_TEXT:
+                self.desk.request(session_id, "bot unsure", reply.turn_id)
+                state, agent = self.desk.state(session_id)
+                return replace(reply, text=UNSURE_AGAIN_TEXT, state=state, agent=agent)
+            return replace(reply, offer_person=True)
+        votes = self.store.recent_votes(session_id)
+        repeats = bool(votes) and votes[0]["vote"] < 0 and votes[0]["latest"] and votes[0]["intent"] == reply.intent
+        why = frustrated(text, [v["vote"] for v in votes], repeats)
+        if why:
+            log.info("offering a person to session %s: %s", session_id, why)
+            return replace(reply, offer_person=True, text=f"{reply.text}\n\n{OFFER_TEXT}")
+        if reply.action == "answer":
+            return replace(reply, next_questions=self.next_questions_for(reply.intent))
         return reply
 
     def _context(self, session_id: str) -> Context | None:
@@ -301,15 +321,20 @@ class Assistant:
             self.store.append_feedback(Feedback(reply.turn_id, 0, comment="next question", corrected_intent=intent, source="customer"))
         return reply
 
-    def feedback(self, turn_id: str, vote: int, *, comment: str = "", session_id: str | None = None) -> int:
-        """Record a customer's thumbs-up (+1) or thumbs-down (-1) on a turn; returns the feedback row id."""
-        return self.store.append_feedback(Feedback(turn_id, vote, comment=comment), session_id=session_id)
+    def feedback(self, turn_id: str, vote: int, *, comment: str = "", session_id: str | None = None) -> tuple[int, bool]:
+        """Record a customer's thumbs-up (+1) or thumbs-down (-1) on a turn.
 
-    def handoff(self, session_id: str) -> None:
-        self.store.append_session_event(session_id, "handoff")
+        Returns the feedback row id and whether to offer a person now (two down-votes in a row).
+        """
+        row = self.store.append_feedback(Feedback(turn_id, vote, comment=comment), session_id=session_id)
+        if vote >= 0 or session_id is None:
+            return row, False
+        votes = [v["vote"] for v in self.store.recent_votes(session_id)]
+        return row, frustrated("", votes, False) != ""
 
-    def release(self, session_id: str) -> None:
-        self.store.append_session_event(session_id, "release")
+    def handoff(self, session_id: str, reason: str = "asked for a person") -> str:
+        """The customer asked for a person (a button): the conversation waits for one. Returns what to tell them."""
+        return self.desk.request(session_id, reason)
 
     def health(self) -> dict:
         answer, handoff = self.thresholds(self.intent_model()[1])

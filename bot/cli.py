@@ -288,5 +288,48 @@ def feedback_export(ctx, output: Path | None) -> None:
         store.export_csv(out)
 
 
+@cli.group()
+def agents() -> None:
+    """The people who answer customers in the agent inbox (/agent)."""
+
+
+def _agents(ctx):
+    from bot.agents import AgentDirectory
+    from core.store import FeedbackStore
+
+    settings = _settings(ctx)
+    return AgentDirectory(FeedbackStore(settings.db_path, busy_timeout_s=settings.db_busy_timeout_s))
+
+
+@agents.command(name="add")
+@click.argument("name")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, envvar="CSBOT_AGENT_PASSWORD", help="[env CSBOT_AGENT_PASSWORD]")
+@click.pass_context
+def agents_add(ctx, name: str, password: str) -> None:
+    """Add an agent (or set a new password for one). The password is stored only as a scrypt hash.
+
+    Example: csbot agents add Sam
+    """
+    _agents(ctx).add(name, password)
+    click.echo(f"agent {name} can log in to the inbox at /agent")
+
+
+@agents.command(name="list")
+@click.pass_context
+def agents_list(ctx) -> None:
+    """List agents and when each was last at the inbox."""
+    for agent in _agents(ctx).list():
+        click.echo(f"{agent['name']}\tadded {agent['created_at']}\tlast seen {agent['last_seen_at'] or 'never'}")
+
+
+@agents.command(name="remove")
+@click.argument("name")
+@click.pass_context
+def agents_remove(ctx, name: str) -> None:
+    """Remove an agent: their login stops working at once."""
+    _agents(ctx).remove(name)
+    click.echo(f"removed agent {name}")
+
+
 if __name__ == "__main__":
     cli()

@@ -10,6 +10,7 @@ it is shown, so markup in a message is displayed as text.
 from __future__ import annotations
 
 import html
+import uuid
 
 import gradio as gr
 
@@ -18,6 +19,19 @@ from core.errors import CsbotError
 from core.types import Reply
 
 MAX_TOPIC_BUTTONS = 3
+LIVE_POLL_S = 1.0  # while a person has the conversation, the chat looks for their messages this often
+
+
+def format_event(event: dict) -> str:
+    """What people do in the conversation, as the customer sees it ("" for what needs no message)."""
+    who = html.escape(event["author"])
+    return {
+        "assigned": f"_{who} from support joined the conversation._",
+        "agent": f"**{who} from support:** {html.escape(event['text'])}",
+        "resolved": f"_{who} marked your question as solved. The bot is back: ask me anything._",
+        "bot": "_You're back with the bot: ask me anything._",
+        "offer_message": f"_{html.escape(event['text'])}_",
+    }.get(event["event"], "")
 
 
 def format_reply(reply: Reply) -> str:
@@ -59,8 +73,9 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             if user_text is not None:
                 history = history + [{"role": "user", "content": html.escape(user_text)}]
                 ids = ids + [None]
-            history = history + [{"role": "assistant", "content": format_reply(reply)}]
-            ids = ids + [reply.turn_id]
+            if reply.text:  # empty while a person has the conversation: the bot says nothing
+                history = history + [{"role": "assistant", "content": format_reply(reply)}]
+                ids = ids + [reply.turn_id]
             offered = reply.suggestions if reply.action == "clarify" else reply.next_questions if reply.action == "answer" else []
             choices = [(s.title, s.intent) for s in offered[:MAX_TOPIC_BUTTONS]]
             return history, ids, reply.session_id, choices, *topic_updates(choices, reply.action)
@@ -83,8 +98,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             return *show(reply, history, ids, text), "", ""
 
         outputs = [chatbot, turn_ids, session, last_suggestions, topics_label, *topic_buttons, message, status]
-        message.submit(on_send, [message, chatbot, turn_ids, session], outputs)
-        send.click(on_send, [message, chatbot, turn_ids, session], outputs)
+        sent = [message.submit(on_send, [message, chatbot, turn_ids, session], outputs), send.click(on_send, [message, chatbot, turn_ids, session], outputs)]
 
         def on_choose(index, offered, history, ids, session_id):
             if index >= len(offered):
@@ -108,9 +122,11 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                 return "You can vote on the bot's messages only."
             liked = data.liked is True or data.liked == "Like"
             try:
-                assistant.feedback(turn_id, 1 if liked else -1, comment=note or "", session_id=session_id)
+                _, offer = assistant.feedback(turn_id, 1 if liked else -1, comment=note or "", session_id=session_id)
             except CsbotError as err:
                 return str(err)
+            if offer:
+                return "Sorry this isn't going well. Would you like to talk to a person? Press “Talk to a person” below."
             return "Thanks for the feedback!" if liked else "Thanks, we'll use this to improve. Add a comment below if you like."
 
         chatbot.like(on_like, [turn_ids, session, comment], [status])
@@ -127,9 +143,56 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
 
         send_comment.click(on_comment, [comment, turn_ids, session], [comment, status])
 
-        def on_person(history, ids, session_id):
-            reply = assistant.respond("I want to talk to a person", session_id)
-            return *show(reply, history, ids, "Talk to a person"), gr.update(), ""
+        live = gr.Timer(LIVE_POLL_S, active=False)
+        last_event = gr.State(0)
+        with gr.Row(visible=False, elem_id="contact-form") as contact_row:
+            contact = gr.Textbox(placeholder="Your email address or phone number", show_label=False, scale=2, elem_id="contact")
+            contact_note = gr.Textbox(placeholder="Your message", show_label=False, scale=4, elem_id="contact-message")
+            leave = gr.Button("Leave message", scale=1, elem_id="contact-send")
 
-        person.click(on_person, [chatbot, turn_ids, session], outputs)
+        def on_person(history, ids, session_id):
+            session_id = session_id or uuid.uuid4().hex
+            try:
+                text = assistant.handoff(session_id)
+            except CsbotError as err:
+                return history, session_id, gr.Timer(active=False), str(err)
+            history = history + [{"role": "user", "content": "Talk to a person"}, {"role": "assistant", "content": html.escape(text)}]
+            return history, session_id, gr.Timer(active=True), ""
+
+        person.click(on_person, [chatbot, turn_ids, session], [chatbot, session, live, status])
+
+        def follow(history, session_id, after):
+            """While a person has the conversation: their messages, joins and hand-backs, as they happen."""
+            if not session_id:
+                return history, after, gr.Timer(active=False), gr.update()
+            events = assistant.desk.customer_events(session_id, after)
+            assistant.desk.check_wait(session_id)
+            offered = gr.update()
+            for event in events:
+                after = event["id"]
+                text = format_event(event)
+                if text:
+                    history = history + [{"role": "assistant", "content": text}]
+                if event["event"] == "offer_message":
+                    offered = gr.update(visible=True)
+            still = assistant.desk.state(session_id)[0] != "bot"
+            return history, after, gr.Timer(active=still), offered
+
+        live.tick(follow, [chatbot, session, last_event], [chatbot, last_event, live, contact_row], show_progress="hidden")
+
+        def start_following(session_id):
+            """After a message: follow the conversation live when a person has it (asked for in words, or the bot was unsure)."""
+            return gr.Timer(active=bool(session_id) and assistant.desk.state(session_id)[0] != "bot")
+
+        for event in sent:
+            event.then(start_following, [session], [live])
+
+        def on_leave(who, note, session_id):
+            try:
+                assistant.desk.leave_contact(session_id or "", who or "", note or "")
+            except CsbotError as err:
+                return who, note, str(err), gr.update()
+            return "", "", "Thanks: we'll get back to you. Your contact address is kept only for this.", gr.update(visible=False)
+
+        leave.click(on_leave, [contact, contact_note, session], [contact, contact_note, status, contact_row])
     return demo

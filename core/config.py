@@ -48,6 +48,10 @@ class Settings:
     rate_limit: int = 120  # REST requests per minute per client (429 above; 0 = off); bursts up to half of it
     trust_forwarded_for: bool = False  # behind a reverse proxy: the client is the first X-Forwarded-For address
     allowed_origins: str = "*"  # comma-separated sites that may embed the widget (CORS); empty: same origin only
+    handoff_webhook: str = ""  # URL told about every conversation that starts waiting for a person (JSON with a Slack-style "text")
+    handoff_timeout_s: float = 600.0  # a customer waiting longer than this is offered to leave a message
+    handoff_hours: str = ""  # when people answer, e.g. "mon-fri 09:00-17:00 Europe/Berlin" (empty: always)
+    agent_away_minutes: float = 15.0  # no agent at the inbox for this long: say so and offer to leave a message (0 = don't check)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.handoff_threshold <= self.answer_threshold <= 1.0:

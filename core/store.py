@@ -26,6 +26,9 @@ from core.redact import redact
 from core.types import Feedback, Reply
 
 MAX_COMMENT_CHARS = 2000
+STATES = ("waiting", "assigned", "resolved", "bot")  # the events that change who answers a conversation
+EVENTS = frozenset(STATES) | {"customer", "agent", "note", "offer_message", "contact_left"}
+_STATE_SQL = ", ".join(f"'{s}'" for s in STATES)
 STORAGE_UNAVAILABLE = "We could not save that just now (our database is busy or full). Please try again in a moment."
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ def utc_now() -> str:
 
 
 class FeedbackStore:
-    """Append-only store of turns, votes and session events (plus the ticket table the knowledge base owns).
+    """Append-only store of turns, votes and conversation events (plus the ticket table the knowledge base owns).
 
     Example:
         >>> store = FeedbackStore(":memory:")
@@ -137,12 +140,16 @@ class FeedbackStore:
                 return int(latest[0])
             return self.db["feedback"].insert(row).last_pk
 
-    def append_session_event(self, session_id: str, event: str) -> None:
-        """Record ``handoff`` (a person takes over) or ``release`` (the bot may answer again)."""
-        if event not in ("handoff", "release"):
-            raise InputError(f"unknown session event {event!r}; expected 'handoff' or 'release'")
+    def append_event(self, session_id: str, event: str, *, author: str = "", text: str = "", data: dict | None = None) -> int:
+        """Append one conversation event (a state change, or what a person said); returns its id, the stream's event id.
+
+        ``text`` is redacted here, like every message the store keeps.
+        """
+        if event not in EVENTS:
+            raise InputError(f"unknown conversation event {event!r}; expected one of {', '.join(sorted(EVENTS))}")
+        row = {"session_id": session_id, "event": event, "author": author, "text": redact(text), "data": json.dumps(data or {}), "created_at": utc_now()}
         with self._writing():
-            self.db["session_events"].insert({"session_id": session_id, "event": event, "created_at": utc_now()})
+            return int(self.db["session_events"].insert(row).last_pk)
 
     # ---- reads ----------------------------------------------------------------------------
     def turn(self, turn_id: str) -> dict[str, Any] | None:
@@ -150,15 +157,120 @@ class FeedbackStore:
         return rows[0] if rows else None
 
     def session_state(self, session_id: str) -> str:
-        """``'handoff'`` while a person owns the conversation, else ``'bot'``."""
-        rows = list(self.db["session_events"].rows_where("session_id = ?", [session_id], order_by="id desc", limit=1))
-        return "handoff" if rows and rows[0]["event"] == "handoff" else "bot"
+        """``'waiting'`` for a person, ``'assigned'`` to one, else ``'bot'`` (``'resolved'`` reads as ``'bot'``)."""
+        return self.conversation_state(session_id)[0]
+
+    def conversation_state(self, session_id: str) -> tuple[str, str, int]:
+        """(state, agent, id of the event that set it): the latest state event of the session."""
+        row = self.db.execute(
+            f"select event, author, id from session_events where session_id = ? and event in ({_STATE_SQL}) order by id desc limit 1", [session_id]
+        ).fetchone()
+        if row is None or row[0] in ("resolved", "bot"):
+            return ("bot", "", row[2] if row else 0)
+        return (row[0], row[1] or "", row[2])
+
+    def events(self, *, session_id: str | None = None, after: int = 0, kinds: tuple[str, ...] | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """Conversation events with an id above ``after``, oldest first: what a stream sends, or resends on reconnect."""
+        where, params = ["id > ?"], [after]
+        if session_id is not None:
+            where.append("session_id = ?")
+            params.append(session_id)
+        if kinds is not None:
+            where.append(f"event in ({', '.join('?' * len(kinds))})")
+            params.extend(kinds)
+        sql = f"select id, session_id, event, author, text, data, created_at from session_events where {' and '.join(where)} order by id limit ?"
+        return [{**r, "data": json.loads(r["data"] or "{}")} for r in self.db.query(sql, [*params, limit])]
+
+    def last_event_id(self) -> int:
+        return int(self.db.execute("select coalesce(max(id), 0) from session_events").fetchone()[0])
+
+    def open_conversations(self) -> list[dict[str, Any]]:
+        """Conversations a person has (waiting or assigned), oldest wait first, with the bot's last reading of them."""
+        sql = f"""
+            with latest as (
+                select session_id, max(id) as id from session_events where event in ({_STATE_SQL}) group by session_id
+            )
+            select e.session_id, e.event as state, e.author as agent, e.created_at as since,
+                   (select min(w.created_at) from session_events w where w.session_id = e.session_id and w.event = 'waiting'
+                      and w.id > coalesce((select max(b.id) from session_events b where b.session_id = e.session_id
+                                           and b.event in ('resolved', 'bot')), 0)) as waiting_since,
+                   (select t.intent from turns t where t.session_id = e.session_id and t.intent != '' order by t.created_at desc limit 1) as intent,
+                   (select t.confidence from turns t where t.session_id = e.session_id and t.intent != '' order by t.created_at desc limit 1) as confidence,
+                   (select count(*) from session_events m where m.session_id = e.session_id and m.event = 'customer' and m.id > e.id) as unread
+            from latest l join session_events e on e.id = l.id
+            where e.event in ('waiting', 'assigned')
+            order by waiting_since
+        """
+        return [dict(r) for r in self.db.query(sql)]
+
+    def session_turns(self, session_id: str) -> list[dict[str, Any]]:
+        """Every turn of a session with its latest customer vote and comment, oldest first: the transcript's bot side."""
+        sql = """
+            select t.id, t.created_at, t.message, t.action, t.text, t.intent, t.confidence, t.sources, t.context_turn_id,
+                   (select f.vote from feedback f where f.turn_id = t.id and f.source = 'customer' and f.vote != 0 order by f.id desc limit 1) as vote,
+                   (select f.comment from feedback f where f.turn_id = t.id and f.source = 'customer' and f.comment != '' order by f.id desc limit 1)
+                     as comment,
+                   (select f.corrected_intent from feedback f where f.turn_id = t.id and f.corrected_intent != '' order by f.id desc limit 1) as label
+            from turns t where t.session_id = ? order by t.created_at, t.rowid
+        """
+        return [{**r, "sources": json.loads(r["sources"] or "[]")} for r in self.db.query(sql, [session_id])]
+
+    def recent_votes(self, session_id: str, limit: int = 2) -> list[dict[str, Any]]:
+        """The customer's latest vote on each of the session's last voted turns, newest first: how the customer feels.
+
+        Each row: turn_id, vote, intent and message of the turn, and ``latest`` (it is the session's last turn).
+        """
+        sql = """
+            select f.turn_id, f.vote, t.intent, t.message,
+                   t.id = (select l.id from turns l where l.session_id = :s order by l.created_at desc, l.rowid desc limit 1) as latest
+            from feedback f join turns t on t.id = f.turn_id
+            where f.id in (select max(f2.id) from feedback f2 join turns t2 on t2.id = f2.turn_id
+                           where t2.session_id = :s and f2.source = 'customer' and f2.vote != 0 group by f2.turn_id)
+            order by f.id desc limit :n
+        """
+        return [dict(r) for r in self.db.query(sql, {"s": session_id, "n": limit})]
+
+    # ---- people: agents and contact addresses ---------------------------------------------
+    def put_agent(self, name: str, password_hash: str) -> None:
+        with self._writing():
+            self.db["agents"].upsert({"name": name, "password_hash": password_hash, "created_at": utc_now()}, pk="name")
+
+    def agent(self, name: str) -> dict[str, Any] | None:
+        rows = list(self.db["agents"].rows_where("name = ?", [name], limit=1))
+        return rows[0] if rows else None
+
+    def agents(self) -> list[dict[str, Any]]:
+        return list(self.db.query("select name, created_at, last_seen_at from agents order by name"))
+
+    def delete_agent(self, name: str) -> bool:
+        with self._writing():
+            return self.db.execute("delete from agents where name = ?", [name]).rowcount > 0
+
+    def agent_seen(self, name: str) -> None:
+        with self._writing():
+            self.db.execute("update agents set last_seen_at = ? where name = ?", [utc_now(), name])
+
+    def last_agent_seen(self) -> str | None:
+        return self.db.execute("select max(last_seen_at) from agents").fetchone()[0]
+
+    def add_contact(self, session_id: str, contact: str, message: str) -> int:
+        """A way to reach a customer no person could answer: kept only here (never in turns, exports or training)."""
+        with self._writing():
+            row = {"session_id": session_id, "contact": contact, "message": redact(message), "created_at": utc_now()}
+            return int(self.db["contacts"].insert(row).last_pk)
+
+    def contacts(self) -> list[dict[str, Any]]:
+        return list(self.db.query("select id, session_id, contact, message, created_at from contacts order by id"))
+
+    def delete_contact(self, contact_id: int) -> bool:
+        with self._writing():
+            return self.db.execute("delete from contacts where id = ?", [contact_id]).rowcount > 0
 
     def recent_turns(self, session_id: str, *, limit: int, since: str) -> list[dict[str, Any]]:
         """The session's last ``limit`` turns created after ``since`` (ISO time), newest first: a follow-up's context."""
         return list(
             self.db.query(
-                "select id, message, action from turns where session_id = ? and created_at > ? order by created_at desc, rowid desc limit ?",
+                "select id, message, action, text from turns where session_id = ? and created_at > ? order by created_at desc, rowid desc limit ?",
                 [session_id, since, limit],
             )
         )

@@ -59,6 +59,9 @@ class Reply:
     notice: str = ""
     context_turn_id: str = ""  # the earlier turn this message was understood with ("" = understood alone)
     next_questions: list[Suggestion] = field(default_factory=list)  # "customers also asked", learnt from sessions
+    offer_person: bool = False  # the customer seems frustrated (or the bot is unsure): show "talk to a person"
+    state: str = "bot"  # who has the conversation after this turn: bot, waiting (for a person) or assigned (to one)
+    agent: str = ""  # the person who has it, when assigned
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,5 +75,5 @@ class Feedback:
     vote: int  # +1 up, -1 down, 0 for a correction without a vote
     comment: str = ""
     corrected_intent: str = ""
-    source: Literal["customer", "reviewer"] = "customer"
+    source: Literal["customer", "reviewer", "agent"] = "customer"
     created_at: str = ""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import IngestError
+from core.errors import IngestError, InputError
 from core.store import FeedbackStore, utc_now
 from core.types import Ticket
 from retrieval.encoder import Encoder
@@ -212,19 +212,34 @@ class KnowledgeBase:
                     "question_key": _question_key(question, answer),
                 }
             )
+        report.added = len(self._insert(records))
+        report.duplicates = len(records) - report.added
+        return report
+
+    def add(self, question: str, answer: str, *, intent: str = "", source: str) -> int | None:
+        """Add one ticket (e.g. an agent's answer) and index it at once; its id, or None when it was already there."""
+        question, answer = question.strip(), answer.strip()
+        if not question or not answer:
+            raise InputError("a ticket needs both a question and an answer")
+        if len(question) > MAX_FIELD_CHARS or len(answer) > MAX_FIELD_CHARS:
+            raise InputError(f"a ticket's question and answer must be at most {MAX_FIELD_CHARS} characters each")
+        record = {"external_id": "", "question": question, "answer": answer, "intent": intent, "created_at": utc_now(), "source": source}
+        ids = self._insert([{**record, "question_key": _question_key(question, answer)}])
+        return ids[0] if ids else None
+
+    def _insert(self, records: list[dict]) -> list[int]:
+        """Store new tickets (identical ones are skipped) and add them to the index; the ids added."""
         with self._write_lock:
             db = self.store.db
-            before = self.count()
             start_id = (db.execute("select max(id) from tickets").fetchone()[0] or 0) + 1
             with db.conn:
                 db["tickets"].insert_all(records, ignore=True, batch_size=1000)
-            report.added = self.count() - before
-            report.duplicates = len(records) - report.added
+            added = self._ids_where("id >= ?", [start_id])
             if self._index is not None:
-                self._add_to_index(self._index, self._ids_where("id >= ?", [start_id]))
+                self._add_to_index(self._index, added)
         if self._index is None:
             self.open()
-        return report
+        return added
 
     def delete(self, ticket_id: int) -> bool:
         """Remove a ticket from the database and the index; False if it did not exist."""
@@ -251,6 +266,10 @@ class KnowledgeBase:
             for row in self.store.db.execute(f"select {cols} from tickets where id in ({marks})", chunk):
                 found[row[0]] = Ticket(*row)
         return {i: found[i] for i in ids if i in found}
+
+    def intents(self) -> list[str]:
+        """The intents the tickets name: what a reviewer's or an agent's label may be."""
+        return [r[0] for r in self.store.db.execute("select distinct intent from tickets where intent != '' order by intent")]
 
     def labelled(self) -> list[Ticket]:
         """All tickets with an intent label, in id order (the intent model's training data)."""

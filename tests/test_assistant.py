@@ -58,12 +58,15 @@ def test_far_from_every_intent_gets_no_confident_banking_answer(assistant, quest
     assert reply.action in ("handoff", "clarify"), (reply.action, reply.intent, reply.confidence)
 
 
-def test_asking_for_a_person_silences_the_bot_until_released(assistant):
+def test_asking_for_a_person_silences_the_bot_until_handed_back(assistant, settings):
     first = assistant.respond("Can I talk to a human please?")
-    assert first.action == "handoff"
+    assert first.action == "handoff" and first.state == "waiting"
     later = assistant.respond("I lost my card", first.session_id)
-    assert later.action == "handoff" and "stay quiet" in later.text
-    assistant.release(first.session_id)
+    assert later.text == "" and later.state == "waiting"  # the bot says nothing; the message goes to the inbox
+    assert [e["text"] for e in assistant.desk.store.events(session_id=first.session_id, kinds=("customer",))] == ["I lost my card"]
+    assistant.desk.claim(first.session_id, "Sam")
+    assert assistant.respond("hello?", first.session_id).agent == "Sam"
+    assistant.desk.release(first.session_id, "Sam")
     assert assistant.respond("I lost my card", first.session_id).action == "answer"
 
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from sqlite_utils import Database
 
 from core.errors import InputError, UnknownTurn
+from core.migrations import migrations
 from core.store import FeedbackStore
 from core.types import Feedback, Reply
 
@@ -46,10 +48,33 @@ def test_newer_vote_supersedes_older_for_training(tmp_path):
     assert [r["vote"] for r in store.feedback_rows()] == [-1]
 
 
-def test_session_handoff_state(tmp_path):
+def test_conversation_states_come_from_the_latest_state_event(tmp_path):
     store = FeedbackStore(tmp_path / "db.sqlite")
     assert store.session_state("s") == "bot"
-    store.append_session_event("s", "handoff")
-    assert store.session_state("s") == "handoff"
-    store.append_session_event("s", "release")
+    store.append_event("s", "waiting", data={"reason": "asked for a person"})
+    assert store.session_state("s") == "waiting"
+    assigned = store.append_event("s", "assigned", author="Sam")
+    store.append_event("s", "agent", author="Sam", text="Hi, mail me at sam@example.com")  # not a state change
+    assert store.conversation_state("s") == ("assigned", "Sam", assigned)
+    store.append_event("s", "resolved", author="Sam")
     assert store.session_state("s") == "bot"
+    assert [e["text"] for e in store.events(session_id="s", kinds=("agent",))] == ["Hi, mail me at [EMAIL]"]  # redacted like every message
+    with pytest.raises(InputError, match="unknown conversation event"):
+        store.append_event("s", "handoff")
+
+
+def test_old_handoff_rows_keep_their_meaning_after_the_upgrade(tmp_path):
+    """A database from before the inbox: 'handoff' rows read as waiting, 'release' as back to the bot."""
+    path = tmp_path / "old.sqlite"
+    db = Database(path)
+    migrations.apply(db, stop_before="m005_people_take_over")
+    db["session_events"].insert_all(
+        [
+            {"session_id": "a", "event": "handoff", "created_at": "2026-01-01T00:00:00"},
+            {"session_id": "b", "event": "handoff", "created_at": "2026-01-01T00:00:01"},
+            {"session_id": "b", "event": "release", "created_at": "2026-01-01T00:00:02"},
+        ]
+    )
+    db.close()
+    store = FeedbackStore(path)
+    assert (store.session_state("a"), store.session_state("b")) == ("waiting", "bot")

@@ -1,7 +1,9 @@
 /* csbot chat widget v1: one <script> tag adds a chat bubble to any page.
  *   <script src="https://YOUR-BOT/widget.js" data-title="Support" data-color="#1f6feb" defer></script>
  * No framework, no cookies. Everything shown is set with textContent, never parsed as HTML.
- * Talks to the bot's REST API: POST /api/v1/chat, /api/v1/feedback, /api/v1/choose, /api/v1/handoff.
+ * Talks to the bot's REST API: POST /api/v1/chat, /api/v1/feedback, /api/v1/choose, /api/v1/handoff; while a
+ * person has the conversation it follows GET /api/v1/conversations/{session}/events (server-sent events; the
+ * browser reconnects by itself with Last-Event-ID, so nothing said meanwhile is missed).
  */
 (function () {
   "use strict";
@@ -12,8 +14,14 @@
   var title = script.getAttribute("data-title") || "Support";
   var color = script.getAttribute("data-color") || "#1f6feb";
   var storeKey = "csbot-session:" + api;
+  var liveKey = "csbot-live:" + api;  // the id of the last people-side event shown, while a person has the conversation
   var sessionId = null;
   try { sessionId = sessionStorage.getItem(storeKey); } catch (e) { /* storage may be blocked */ }
+  function remember(key, value) { try { if (value === null) sessionStorage.removeItem(key); else sessionStorage.setItem(key, value); } catch (e) { /* ignore */ } }
+  function newSession() {
+    var id = (window.crypto && crypto.randomUUID) ? crypto.randomUUID().replace(/-/g, "") : String(Date.now()) + Math.random().toString(16).slice(2);
+    sessionId = id; remember(storeKey, id); return id;
+  }
 
   var css = [
     ".csbot-bubble{position:fixed;right:20px;bottom:20px;width:56px;height:56px;border-radius:50%;border:0;color:#fff;font-size:26px;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483000}",
@@ -36,6 +44,11 @@
     ".csbot-form button{border:0;border-radius:8px;padding:8px 12px;color:#fff;cursor:pointer;font:inherit}",
     ".csbot-foot{padding:0 8px 8px;display:flex;justify-content:flex-end}",
     ".csbot-error{color:#b00020;font-size:12px;padding:0 10px}",
+    ".csbot-agent{background:#eef7ee;border:1px solid #cfe5cf}",
+    ".csbot-who{font-size:11px;font-weight:600;color:#2d6a2d;margin-bottom:2px}",
+    ".csbot-event{font-size:12px;color:#555;text-align:center;margin:6px 0;font-style:italic}",
+    ".csbot-status{font-size:12px;padding:4px 10px;background:#fff8e1;color:#5d4500;display:none}",
+    ".csbot-status.on{display:block}",
     "@media (max-width:480px){.csbot-panel{right:0;bottom:0;width:100vw;height:100vh;max-height:none;border-radius:0}}"
   ].join("\n");
 
@@ -72,6 +85,7 @@
   head.appendChild(el("span", "", title));
   var close = el("button", "", "×"); close.setAttribute("aria-label", "Close the chat"); head.appendChild(close);
   var log = el("div", "csbot-log"); log.setAttribute("aria-live", "polite");
+  var status = el("div", "csbot-status"); status.setAttribute("role", "status");
   var error = el("div", "csbot-error"); error.setAttribute("role", "alert");
   var form = el("form", "csbot-form");
   var input = el("input"); input.type = "text"; input.placeholder = "Type your question…"; input.setAttribute("aria-label", "Your message"); input.maxLength = 2000;
@@ -80,7 +94,7 @@
   var foot = el("div", "csbot-foot");
   var person = el("button", "", "Talk to a person"); person.type = "button";
   foot.appendChild(person);
-  panel.appendChild(head); panel.appendChild(log); panel.appendChild(error); panel.appendChild(form); panel.appendChild(foot);
+  panel.appendChild(head); panel.appendChild(status); panel.appendChild(log); panel.appendChild(error); panel.appendChild(form); panel.appendChild(foot);
   document.body.appendChild(bubble); document.body.appendChild(panel);
 
   function toggle(open) {
@@ -105,7 +119,9 @@
   function addUser(text) { log.appendChild(el("div", "csbot-msg csbot-user", text)); log.scrollTop = log.scrollHeight; }
 
   function addBot(reply) {
-    if (reply.session_id) { sessionId = reply.session_id; try { sessionStorage.setItem(storeKey, sessionId); } catch (e) { /* ignore */ } }
+    if (reply.session_id) { sessionId = reply.session_id; remember(storeKey, sessionId); }
+    if (reply.state && reply.state !== "bot") follow();
+    if (!reply.text) return;  // a person has the conversation: the bot says nothing
     var box = el("div", "csbot-msg csbot-bot");
     box.setAttribute("data-action", reply.action);
     box.appendChild(el("div", "csbot-text", reply.text));
@@ -129,6 +145,7 @@
       });
       box.appendChild(choices);
     }
+    if (reply.offer_person) box.appendChild(offerPerson());
     var actions = el("div", "csbot-actions");
     var up = el("button", "csbot-up"); up.appendChild(icon("up", 16)); up.type = "button"; up.setAttribute("aria-label", "Helpful"); up.setAttribute("aria-pressed", "false");
     var down = el("button", "csbot-down"); down.appendChild(icon("up", 16, true)); down.type = "button"; down.setAttribute("aria-label", "Not helpful"); down.setAttribute("aria-pressed", "false");
@@ -136,7 +153,13 @@
     box.appendChild(actions);
     function vote(kind, comment) {
       return post("/api/v1/feedback", { turn_id: reply.turn_id, vote: kind, comment: comment || "", session_id: sessionId })
-        .then(function () { up.setAttribute("aria-pressed", String(kind === "up")); down.setAttribute("aria-pressed", String(kind === "down")); error.textContent = ""; }, showError);
+        .then(function (data) {
+          up.setAttribute("aria-pressed", String(kind === "up")); down.setAttribute("aria-pressed", String(kind === "down")); error.textContent = "";
+          if (data.offer_person && !box.querySelector(".csbot-offer")) {
+            var offer = el("div", "csbot-meta csbot-offer", "Sorry this isn't going well. Would you like to talk to a person?");
+            offer.appendChild(offerPerson()); box.appendChild(offer);
+          }
+        }, showError);
     }
     up.addEventListener("click", function () { vote("up"); });
     down.addEventListener("click", function () {
@@ -169,10 +192,71 @@
     if (sessionId) body.session_id = sessionId;
     post("/api/v1/chat", body).then(addBot, showError);
   });
-  person.addEventListener("click", function () {
+  function offerPerson() {
+    var b = el("button", "csbot-person", "Talk to a person"); b.type = "button";
+    b.addEventListener("click", askForPerson);
+    var row = el("div", "csbot-actions"); row.appendChild(b); return row;
+  }
+
+  function addEvent(text) { log.appendChild(el("div", "csbot-event", text)); log.scrollTop = log.scrollHeight; }
+
+  function setStatus(text) { status.textContent = text || ""; status.classList.toggle("on", !!text); }
+
+  function askForPerson() {
     addUser("Talk to a person");
-    var body = { message: "I want to talk to a person" };
-    if (sessionId) body.session_id = sessionId;
-    post("/api/v1/chat", body).then(addBot, showError);
-  });
+    post("/api/v1/handoff", { session_id: sessionId || newSession() }).then(function (data) {
+      addEvent(data.text);
+      follow();
+    }, showError);
+  }
+
+  // While a person has the conversation: their messages, "Sam joined", offers and the hand-back, live.
+  var source = null;
+  function follow() {
+    if (source || !sessionId || !window.EventSource) return;
+    var after = 0;
+    try { after = Number(sessionStorage.getItem(liveKey) || 0); } catch (e) { /* ignore */ }
+    remember(liveKey, String(after));
+    setStatus("Waiting for a person…");
+    source = new EventSource(api + "/api/v1/conversations/" + encodeURIComponent(sessionId) + "/events?after=" + after);
+    function on(kind, show) {
+      source.addEventListener(kind, function (e) {
+        var event = JSON.parse(e.data);
+        remember(liveKey, String(event.id));
+        show(event);
+      });
+    }
+    on("waiting", function () { setStatus("Waiting for a person…"); });
+    on("assigned", function (event) { setStatus(event.author + " from support"); addEvent(event.author + " joined"); });
+    on("agent", function (event) {
+      var box = el("div", "csbot-msg csbot-agent");
+      box.appendChild(el("div", "csbot-who", event.author + " from support"));
+      box.appendChild(el("div", "csbot-text", event.text));
+      log.appendChild(box); log.scrollTop = log.scrollHeight;
+    });
+    on("offer_message", function (event) { addEvent(event.text); contactForm(); });
+    function back(event) {
+      addEvent(event.event === "resolved" ? event.author + " marked this as solved. You're back with the bot." : "You're back with the bot.");
+      setStatus(""); source.close(); source = null; remember(liveKey, null);
+    }
+    on("resolved", back);
+    on("bot", back);
+  }
+
+  function contactForm() {
+    if (panel.querySelector(".csbot-contact")) return;
+    var row = el("form", "csbot-comment csbot-contact");
+    var who = el("input"); who.placeholder = "Email or phone"; who.setAttribute("aria-label", "Your email address or phone number"); who.maxLength = 200;
+    var note = el("input"); note.placeholder = "Your message"; note.setAttribute("aria-label", "Your message"); note.maxLength = 2000;
+    var ok = el("button", "", "Leave message"); ok.type = "submit";
+    row.appendChild(who); row.appendChild(note); row.appendChild(ok); log.appendChild(row); who.focus();
+    row.addEventListener("submit", function (e) {
+      e.preventDefault();
+      post("/api/v1/conversations/" + encodeURIComponent(sessionId) + "/contact", { contact: who.value, message: note.value })
+        .then(function () { row.replaceWith(el("div", "csbot-event", "Thanks: we'll get back to you.")); }, showError);
+    });
+  }
+
+  person.addEventListener("click", askForPerson);
+  try { if (sessionId && sessionStorage.getItem(liveKey) !== null) follow(); } catch (e) { /* ignore */ }
 })();
