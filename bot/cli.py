@@ -17,6 +17,9 @@ from core.config import Settings
 from core.errors import CsbotError
 
 
+GRACEFUL_S = 5  # on stop, requests get this long to finish; live streams (SSE) would otherwise hold the server open
+
+
 class PlainErrors(click.Group):
     """Turn our domain errors into a one-line message instead of a traceback."""
 
@@ -78,12 +81,20 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
     if workers > 1:
         os.environ["CSBOT_HOME"] = str(settings.home)  # the worker processes build their settings from the environment
         click.echo(f"csbot: {workers} workers on http://{settings.host}:{settings.port}/", err=True)
-        uvicorn.run("bot.api:app_from_env", factory=True, workers=workers, host=settings.host, port=settings.port, log_level="warning")
+        uvicorn.run(
+            "bot.api:app_from_env",
+            factory=True,
+            workers=workers,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_graceful_shutdown=GRACEFUL_S,
+        )
         return
     assistant = Assistant.from_settings(settings).warm_up()
     gc.freeze()  # the models and start-up objects never die: keep them out of every garbage collection (shorter pauses)
     click.echo(f"csbot: serving model {assistant.model_version} on http://{settings.host}:{settings.port}/", err=True)
-    uvicorn.run(create_app(assistant), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(create_app(assistant), host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S)
 
 
 @cli.command()

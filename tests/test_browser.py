@@ -185,3 +185,91 @@ def test_admin_console_login_and_relabel(browser, ready_home, tmp_path):
         screenshot(page, "admin-models.png")
         assert dialogs == []
         page.close()
+
+
+def login(page, url: str, user: str, password: str) -> None:
+    page.goto(url)
+    page.get_by_label("username").fill(user)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+
+
+def test_a_person_answers_in_the_widget_live_and_the_bot_learns_it(browser, ready_home, tmp_path, host_page):
+    """Two browsers: a customer in the widget on another site, an agent in the inbox. Delivery both ways within 2 s."""
+    from playwright.sync_api import expect
+
+    from bot.agents import AgentDirectory
+    from core.config import Settings
+    from core.registry import ModelRegistry
+    from core.store import FeedbackStore
+    from training.retrain import retrain
+    from training.train_intent import IntentTrainConfig
+
+    home = tmp_path / "home"
+    shutil.copytree(ready_home, home)
+    AgentDirectory(FeedbackStore(home / "csbot.db")).add("Sam", "correct horse battery")
+    root, site = host_page
+    with start_server(home, free_port()) as bot:
+        (root / "shop.html").write_text(f'<!doctype html><html><body><h1>Acme Bank</h1><script src="{bot}/widget.js" defer></script></body></html>')
+        agent = browser.new_context().new_page()
+        customer = browser.new_context(viewport={"width": 390, "height": 800}).new_page()
+        dialogs = []
+        for page in (agent, customer):
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        login(agent, bot + "/agent/", "Sam", "correct horse battery")
+        agent.locator("#inbox-table").wait_for(timeout=30_000)
+        expect(agent.locator("#inbox-who")).to_contain_text("Signed in as Sam", timeout=30_000)
+
+        customer.goto(site + "/shop.html")
+        customer.get_by_role("button", name="Open the support chat").click()
+        customer.get_by_label("Your message").fill("an ATM in Lisbon kept my card")
+        customer.get_by_label("Your message").press("Enter")
+        customer.locator(".csbot-bot").first.wait_for(timeout=30_000)
+        customer.get_by_role("button", name="Talk to a person", exact=True).last.click()
+        expect(customer.locator(".csbot-status")).to_have_text("Waiting for a person…", timeout=10_000)
+        session_id = customer.evaluate("() => Object.entries(sessionStorage).find(([k]) => k.startsWith('csbot-session:'))[1]")
+        bot_messages = customer.locator(".csbot-bot").count()
+
+        row = agent.locator("#inbox-table").get_by_test_id(re.compile(r"^cell-\d+-0$")).get_by_text(session_id)
+        row.wait_for(timeout=2_000)  # the inbox shows the waiting customer within 2 s
+        row.click()
+        expect(agent.locator("#inbox-transcript")).to_contain_text("an ATM in Lisbon kept my card", timeout=10_000)
+        agent.locator("#inbox-claim").click()
+        expect(customer.locator(".csbot-status")).to_have_text("Sam from support", timeout=10_000)
+        agent.locator("#inbox-reply textarea").fill("<b>Hi</b>, I'm Sam. Which machine?")
+        agent.locator("#inbox-send").click()
+        said = customer.locator(".csbot-agent").last
+        expect(said).to_contain_text("<b>Hi</b>, I'm Sam. Which machine?", timeout=2_000)  # within 2 s, markup as text
+        expect(said.locator(".csbot-who")).to_have_text("Sam from support")
+
+        customer.get_by_label("Your message").fill("the one at <i>the airport</i>")
+        customer.get_by_label("Your message").press("Enter")
+        expect(agent.locator("#inbox-transcript")).to_contain_text("the one at <i>the airport</i>", timeout=2_000)
+        customer.wait_for_timeout(500)
+        assert customer.locator(".csbot-bot").count() == bot_messages  # the bot said nothing meanwhile
+        screenshot(agent, "agent-inbox.png")
+        screenshot(customer, "widget-agent.png")
+
+        agent.locator("#inbox-intent input").fill("card_swallowed")
+        agent.get_by_role("option", name="card_swallowed", exact=True).click()
+        agent.locator("#inbox-resolve").click()
+        expect(agent.locator("#inbox-status")).to_contain_text("1 turn(s) labelled card_swallowed", timeout=10_000)
+        expect(customer.locator(".csbot-event").last).to_contain_text("back with the bot", timeout=10_000)
+        customer.get_by_label("Your message").fill("I lost my card, what do I do?")
+        customer.get_by_label("Your message").press("Enter")
+        customer.locator(".csbot-bot[data-action=answer]").last.wait_for(timeout=30_000)  # the bot answers again
+        assert dialogs == []
+        agent.context.close()
+        customer.context.close()
+
+    db = sqlite3.connect(home / "csbot.db")
+    events = db.execute("select event, author, text from session_events where session_id = ? order by id", [session_id]).fetchall()
+    kinds = [e[0] for e in events]
+    assert kinds[0] == "waiting" and "assigned" in kinds and kinds[-1] == "resolved"
+    assert ("agent", "Sam", "<b>Hi</b>, I'm Sam. Which machine?") in events and ("customer", "customer", "the one at <i>the airport</i>") in events
+    turns = db.execute("select message, text from turns where session_id = ? order by created_at", [session_id]).fetchall()
+    assert ("the one at <i>the airport</i>", "") in turns  # stored, and the bot's text is empty: it said nothing
+    label = db.execute("select t.message, f.corrected_intent, f.source from feedback f join turns t on t.id = f.turn_id").fetchall()
+    assert label == [("an ATM in Lisbon kept my card", "card_swallowed", "agent")]
+    result = retrain(Settings(home=home), IntentTrainConfig(quick=True), from_feedback=True)
+    assert ModelRegistry(home / "models").card("intent", result.version)["data"]["labels_by_source"] == {"agent": 1}

@@ -109,3 +109,74 @@ def test_admin_routes_refuse_without_credentials(server):
     ]:
         response = getattr(httpx, method)(f"{server}{path}", timeout=30)
         assert response.status_code == 403, path
+
+
+def sse_events(text: str) -> list[dict]:
+    """Parse a text/event-stream body into [{'id':..., 'event':..., 'data': {...}}]."""
+    import json
+
+    out = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line and not line.startswith(":"))
+        if "data" in fields:
+            out.append({"id": fields.get("id"), "event": fields.get("event"), "data": json.loads(fields["data"])})
+    return out
+
+
+@pytest.fixture(scope="module")
+def agent(home):
+    from bot.agents import AgentDirectory
+    from core.store import FeedbackStore
+
+    AgentDirectory(FeedbackStore(home / "csbot.db")).add("Sam", "correct horse battery")
+    return ("Sam", "correct horse battery")
+
+
+def test_agent_routes_need_an_agent_login(server, agent):
+    assert httpx.get(f"{server}/api/v1/agent/inbox", timeout=30).status_code == 401  # a customer has no login
+    assert httpx.get(f"{server}/api/v1/agent/inbox", auth=("Sam", "wrong password"), timeout=30).status_code == 401
+    assert httpx.get(f"{server}/api/v1/agent/inbox", auth=("Nobody", "correct horse battery"), timeout=30).status_code == 401
+    assert httpx.get(f"{server}/api/v1/agent/inbox", auth=agent, timeout=30).status_code == 200
+    spec = httpx.get(f"{server}/openapi.json", timeout=30).json()
+    assert {"/api/v1/agent/inbox", "/api/v1/agent/conversations/{session_id}/reply", "/api/v1/conversations/{session_id}/events"} <= set(spec["paths"])
+
+
+def test_agent_reply_reaches_the_customer_live_and_a_reconnect_gets_what_it_missed(server, agent, home):
+    import threading
+
+    waiting = httpx.post(f"{server}/api/v1/chat", json={"message": "I want to talk to a person"}, timeout=30).json()
+    sid = waiting["session_id"]
+    assert waiting["state"] == "waiting"
+    inbox = httpx.get(f"{server}/api/v1/agent/inbox", auth=agent, timeout=30).json()
+    assert sid in [c["session_id"] for c in inbox]
+    assert httpx.post(f"{server}/api/v1/agent/conversations/{sid}/claim", auth=agent, timeout=30).status_code == 200
+
+    received: list[str] = []
+    stream_open = threading.Event()
+
+    def listen():
+        with httpx.stream("GET", f"{server}/api/v1/conversations/{sid}/events", timeout=30) as response:
+            stream_open.set()
+            for line in response.iter_lines():
+                received.append(line)
+                if line.startswith("data:") and "<i>first</i>" in line:
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert stream_open.wait(30)
+    first = httpx.post(f"{server}/api/v1/agent/conversations/{sid}/reply", json={"text": "<i>first</i>"}, auth=agent, timeout=30).json()
+    listener.join(10)
+    assert not listener.is_alive() and any("<i>first</i>" in line for line in received)  # delivered live, markup as it was typed
+
+    silent = httpx.post(f"{server}/api/v1/chat", json={"message": "thanks, my card is blocked", "session_id": sid}, timeout=30).json()
+    assert silent["text"] == "" and silent["agent"] == "Sam"
+    second = httpx.post(f"{server}/api/v1/agent/conversations/{sid}/reply", json={"text": "second"}, auth=agent, timeout=30).json()
+    # A client that lost its connection after the first reply reconnects with Last-Event-ID and gets the second.
+    missed = httpx.get(f"{server}/api/v1/conversations/{sid}/events", params={"follow": "false"}, headers={"Last-Event-ID": str(first["event_id"])}, timeout=30)
+    assert [(e["event"], e["data"]["text"]) for e in sse_events(missed.text)] == [("agent", "second")]
+    assert sse_events(missed.text)[0]["id"] == str(second["event_id"])
+    customer_said = httpx.get(f"{server}/api/v1/agent/conversations/{sid}", auth=agent, timeout=30).json()
+    assert "thanks, my card is blocked" in [i.get("message") for i in customer_said["items"]]
+    db = sqlite3.connect(home / "csbot.db")
+    assert db.execute("select count(*) from session_events where session_id = ? and event = 'agent'", [sid]).fetchone()[0] == 2

@@ -75,6 +75,8 @@ def build_feedback_dataset(rows: list[dict], labels: set[str], flt: FeedbackFilt
             if row["corrected_intent"] in labels:
                 out.examples.append(Example(row["message"], row["corrected_intent"], flt.correction_weight))
                 out.counts["corrections"] += 1
+                if row.get("source") == "agent":
+                    out.counts["agent_labels"] += 1  # a person resolved a handoff with this intent
             continue
         if row["action"] != "answer" or row["intent"] not in labels or row["vote"] == 0:
             out.counts["unusable"] += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -155,6 +156,9 @@ def retrain(
             "tickets": len(tickets),
             "feedback_examples": len(extra),
             "feedback_counts": dict(feedback.counts) if feedback else {},
+            # Full labels by who gave them (reviewers, agents resolving handoffs, customers picking a topic), all of them:
+            # those in the live slice are evaluated on, the others trained on when training from feedback.
+            "labels_by_source": dict(Counter(r["source"] for r in all_rows if r["corrected_intent"])),
             "feedback_filter": asdict(feedback_filter) if feedback else None,
             "feedback_cutoff": cutoff,
             "vote_audit": (
