@@ -13,6 +13,10 @@ Scenarios (``--scenario``):
 - noise: every vote and every pick is a coin flip. 10 rounds: the serving model must not get worse.
 - poison: one round in which 30% of the customers vote against every right answer (and for every wrong
   one, and pick a wrong topic); the others behave as in ``thumbs``. The retrain must be refused.
+- agents: as ``thumbs``, and every handoff is answered by a person: the customer asks for one, an agent
+  claims the conversation and resolves it with the true intent of the question that led there (the agent
+  inbox's Resolve, ``HandoffDesk.resolve``: a full label with source ``agent``). Reports handoffs per 100
+  customers per round. 5 rounds.
 
 Each run writes one JSON (``--out``); ``--merge DIR`` combines the runs of a folder into
 benchmarks/results/feedback_loop.json (mean and spread per round over seeds) and feedback_loop.png.
@@ -84,6 +88,7 @@ def simulate_round(assistant: Assistant, queries: list[dict], rng: random.Random
     """Customers ask, vote and pick topics as the scenario says (module docstring); returns what happened."""
     counts: dict[str, int] = defaultdict(int)
     session, hostile = None, False
+    handed_off: set[str] = set()
     for i, row in enumerate(queries):
         if i % 3 == 0:
             session = f"sim-{rng.getrandbits(48):012x}"  # a customer asks about three questions
@@ -92,6 +97,16 @@ def simulate_round(assistant: Assistant, queries: list[dict], rng: random.Random
         reply = assistant.respond(row["question"], session)
         gold = row["intent"]
         counts[reply.action] += 1
+        if reply.action == "handoff" and reply.text:
+            counts["handoff_sessions"] += session not in handed_off
+            handed_off.add(session)
+            if scenario == "agents":
+                answer_by_a_person(assistant, session, gold)
+                counts["agent_labels"] += 1
+            continue
+        if reply.action == "handoff":  # a person has the conversation (unsure twice): the bot stayed silent
+            counts["silent"] += 1
+            continue
         if reply.action == "answer":
             right = reply.intent == gold
             counts["answered_right"] += right
@@ -120,10 +135,22 @@ def simulate_round(assistant: Assistant, queries: list[dict], rng: random.Random
             else:
                 assistant.choose(reply.turn_id, pick, session)
                 counts["clarified_right" if pick == gold else "clarified_wrong"] += 1
+    customers = -(-len(queries) // 3)
+    counts["customers"] = customers
+    counts["handoffs_per_100_customers"] = round(100 * counts["handoff_sessions"] / customers, 2) if customers else 0.0
     return dict(counts)
 
 
-SCENARIO_ROUNDS = {"thumbs": 5, "noise": 10, "poison": 1}
+def answer_by_a_person(assistant: Assistant, session: str, gold: str) -> None:
+    """An agent takes the conversation and resolves it with the true intent (the inbox's Resolve)."""
+    desk = assistant.desk
+    if desk.state(session)[0] == "bot":
+        desk.request(session, "asked for a person")
+    desk.claim(session, "agent")
+    desk.resolve(session, "agent", gold, known_intents={gold})
+
+
+SCENARIO_ROUNDS = {"thumbs": 5, "noise": 10, "poison": 1, "agents": 5}
 
 
 def run(args: argparse.Namespace, progress: Callable[[dict], None] | None = None) -> dict:
@@ -220,6 +247,9 @@ def mean_and_spread(runs: list[dict]) -> list[dict]:
             entry[key] = sum(values) / len(values)
             entry[f"{key}_min"], entry[f"{key}_max"] = min(values), max(values)
         entry["promoted"] = sum(row["promoted"] for row in rows)
+        handoffs = [row["simulation"]["handoffs_per_100_customers"] for row in rows if "handoffs_per_100_customers" in row.get("simulation", {})]
+        if handoffs:  # the customers of the round before this retrain
+            entry["handoffs_per_100_customers"] = sum(handoffs) / len(handoffs)
         out.append(entry)
     return out
 
@@ -297,7 +327,7 @@ def plot(scenarios: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", choices=sorted(SCENARIO_ROUNDS), default="thumbs")
-    parser.add_argument("--rounds", type=int, default=None, help="default: 5 thumbs, 10 noise, 1 poison")
+    parser.add_argument("--rounds", type=int, default=None, help="default: 5 thumbs, 5 agents, 10 noise, 1 poison")
     parser.add_argument("--turns", type=int, default=2000)
     parser.add_argument("--per-intent", type=int, default=10)
     parser.add_argument("--noise", type=float, default=0.1)

@@ -84,8 +84,10 @@ class AdminService:
     # ---- review -----------------------------------------------------------------------------
     def review_queue(self, limit: int = 50) -> list[dict]:
         """Down-voted and low-confidence turns that no reviewer has corrected yet, newest first."""
-        sql = """select t.id as turn_id, t.created_at, t.message, t.intent, round(t.confidence, 3) as confidence, t.action,
-                        (select min(f.vote) from feedback f where f.turn_id = t.id) as vote
+        sql = """select t.id as turn_id, t.session_id, t.created_at, t.message, t.action, t.text as answer, t.intent,
+                        round(t.confidence, 3) as confidence,
+                        (select min(f.vote) from feedback f where f.turn_id = t.id) as vote,
+                        (select group_concat(f.comment, ' / ') from feedback f where f.turn_id = t.id and f.comment != '') as comment
                  from turns t
                  where (exists (select 1 from feedback f where f.turn_id = t.id and f.vote = -1)
                         or (t.confidence < :low and t.action != 'handoff'))
@@ -247,6 +249,8 @@ def build_admin_ui(service: AdminService):
     import gradio as gr
     import pandas as pd
 
+    from bot.inbox import transcript_messages
+
     def analytics():
         s = service.stats()
         per_day = pd.DataFrame(s["per_day"] or [{"day": "", "turns": 0, "votes": 0}])
@@ -261,8 +265,31 @@ def build_admin_ui(service: AdminService):
 
     def queue():
         rows = service.review_queue()
-        frame = pd.DataFrame(rows, columns=["turn_id", "created_at", "message", "intent", "confidence", "action", "vote"])
-        return frame, gr.update(choices=[r["turn_id"] for r in rows], value=None)
+        frame = pd.DataFrame(
+            [
+                {
+                    "time": r["created_at"][:19].replace("T", " "),
+                    "customer wrote": r["message"],
+                    "bot": r["action"],
+                    "answered": (r["answer"] or "")[:120],
+                    "intent": r["intent"],
+                    "confidence": f"{100 * (r['confidence'] or 0):.0f}%",
+                    "vote": {1: "up", -1: "down"}.get(r["vote"], ""),
+                    "comment": r["comment"] or "",
+                }
+                for r in rows
+            ],
+            columns=["time", "customer wrote", "bot", "answered", "intent", "confidence", "vote", "comment"],
+        )
+        return frame, gr.update(choices=[r["turn_id"] for r in rows], value=None), rows
+
+    def pick(rows, evt: gr.SelectData):
+        """Selecting a row selects its turn and shows the conversation around it."""
+        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        if not rows or index is None or index >= len(rows):
+            return gr.update(), []
+        row = rows[index]
+        return gr.update(value=row["turn_id"]), transcript_messages(service.assistant.desk.transcript(row["session_id"]))
 
     def correct(turn_id, intent):
         if not turn_id or not intent:
@@ -344,14 +371,19 @@ def build_admin_ui(service: AdminService):
             refresh.click(analytics, None, outs)
             ui.load(analytics, None, outs)
         with gr.Tab("Review"):
-            table = gr.Dataframe(label="Down-voted and low-confidence turns", interactive=False, elem_id="review-table")
+            listed = gr.State([])
+            table = gr.Dataframe(
+                label="Down-voted and low-confidence turns (select one to see its conversation)", interactive=False, elem_id="review-table", wrap=True
+            )
+            context = gr.Chatbot(label="The conversation around it", height=300, elem_id="review-transcript")
             with gr.Row():
                 turn = gr.Dropdown(label="Turn", choices=[], elem_id="review-turn")
                 intent = gr.Dropdown(label="Right intent", choices=service.intents(), elem_id="review-intent")
                 save = gr.Button("Save correction", variant="primary", elem_id="review-save")
             note = gr.Markdown(elem_id="review-status")
-            save.click(correct, [turn, intent], [note, table, turn])
-            ui.load(queue, None, [table, turn])
+            save.click(correct, [turn, intent], [note, table, turn, listed])
+            table.select(pick, [listed], [turn, context])
+            ui.load(queue, None, [table, turn, listed])
         with gr.Tab("Models"):
             curve_plot = gr.ScatterPlot(  # points: a single version is visible, which a line of one point is not
                 x="version",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterable
 from pathlib import Path as FilePath
 from typing import Literal
 
+import anyio.to_thread
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -25,6 +27,7 @@ from core.store import STORAGE_UNAVAILABLE
 log = logging.getLogger(__name__)
 WIDGET = FilePath(__file__).resolve().parent / "static" / "widget.js"
 WIDGET_VERSION = "v1"  # bump when the widget's behaviour changes; old paths keep serving embedded sites
+EXTRA_THREADS = 40  # threadpool threads beyond the chat requests in progress (anyio's default pool is 40 in all)
 MAX_REQUEST_MESSAGE = 100_000  # longer bodies are refused outright; up to this, the Assistant truncates
 
 
@@ -99,13 +102,23 @@ def _http_error(err: CsbotError) -> HTTPException:
 
 def create_api(assistant: Assistant, admin: AdminService | None = None) -> FastAPI:
     """The REST routes under /api/v1. Every route calls the Assistant and nothing deeper."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Sync routes run on a threadpool. Chat requests hold a thread while they wait for the model (at most
+        # max_pending of them; more get 503), so the pool has room beyond them: a person's reply, a vote or a
+        # handoff never queues behind the bot's traffic.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.max_pending + EXTRA_THREADS
+        yield
+
+    settings = assistant.settings
     app = FastAPI(
+        lifespan=lifespan,
         title="csbot",
         version="0.1.0",
         description="A customer-service bot that answers from historical tickets and learns from votes.",
     )
 
-    settings = assistant.settings
     admin = admin or AdminService(assistant)
     desk = assistant.desk
     pending = threading.BoundedSemaphore(settings.max_pending)

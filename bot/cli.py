@@ -16,7 +16,6 @@ import click
 from core.config import Settings
 from core.errors import CsbotError
 
-
 GRACEFUL_S = 5  # on stop, requests get this long to finish; live streams (SSE) would otherwise hold the server open
 
 

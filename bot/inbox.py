@@ -25,7 +25,8 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
 
 def plain(text: str) -> str:
     """Text shown exactly as typed: no HTML, no Markdown."""
-    return _MARKDOWN.sub(r"\\\1", html.escape(text or "")).replace("\n", "  \n")
+    # HTML first (quote=False: its entities then hold no Markdown character), then Markdown's punctuation.
+    return _MARKDOWN.sub(r"\\\1", html.escape(text or "", quote=False)).replace("\n", "  \n")
 
 
 def minutes(seconds: int) -> str:

@@ -18,7 +18,7 @@ OFFER_TEXT = "Sorry this isn't going well. Would you like to talk to a person?"
 ANGRY = re.compile(
     r"\b(useless|ridiculous|pathetic|terrible|awful|worst|stupid|idiot\w*|incompetent|rubbish|garbage|joke|scam|"
     r"fed up|sick of|had enough|furious|angry|annoyed|unacceptable|disgrac\w+|wtf|damn\w*|hell|crap|shit\w*|fuck\w*|"
-    r"doesn'?t (help|work|understand)|not helpful|no help|you('re| are) not (listening|helping)|waste of time)\b"
+    r"doesn'?t (help|understand)|not helpful|no help|you('re| are) not (listening|helping)|waste of time)\b"
     r"|!{3,}",
     re.IGNORECASE,
 )

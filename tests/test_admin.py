@@ -43,7 +43,11 @@ def test_review_models_stats_and_export(admin_server):
     httpx.post(f"{base}/api/v1/feedback", json={"turn_id": reply["turn_id"], "vote": "down", "session_id": reply["session_id"]}, timeout=30)
     queue = httpx.get(f"{base}/api/v1/admin/review", auth=auth, timeout=30).json()
     assert reply["turn_id"] in [row["turn_id"] for row in queue]
-    assert "[EMAIL]" in next(r["message"] for r in queue if r["turn_id"] == reply["turn_id"])
+    listed = next(r for r in queue if r["turn_id"] == reply["turn_id"])
+    assert "[EMAIL]" in listed["message"]
+    # What a reviewer needs beside the message: what the bot answered, how sure it was, the vote, the session.
+    assert listed["answer"] == reply["text"] and listed["intent"] == reply["intent"] and listed["vote"] == -1
+    assert listed["session_id"] == reply["session_id"]
     bad = httpx.post(f"{base}/api/v1/admin/review", json={"turn_id": reply["turn_id"], "intent": "nonsense"}, auth=auth, timeout=30)
     assert bad.status_code == 400 and "unknown intent" in bad.json()["detail"]
     ok = httpx.post(f"{base}/api/v1/admin/review", json={"turn_id": reply["turn_id"], "intent": "card_swallowed"}, auth=auth, timeout=30)

@@ -92,6 +92,45 @@ def test_gradio_next_questions_are_buttons_and_a_click_is_a_label(browser, serve
     page.close()
 
 
+def test_gradio_chat_a_person_answers_live_and_hands_back(browser, served):
+    """The handoff flow once through the Gradio chat (the agent side over the agent REST API)."""
+    import httpx
+    from playwright.sync_api import expect
+
+    from bot.agents import AgentDirectory
+    from core.store import FeedbackStore
+
+    base, home = served
+    AgentDirectory(FeedbackStore(home / "csbot.db")).add("Sam", "correct horse battery")
+    sam = ("Sam", "correct horse battery")
+    assert httpx.get(f"{base}/api/v1/agent/inbox", auth=sam, timeout=30).status_code == 200  # Sam is at the inbox
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.fill("#message textarea", "I lost my card, what do I do?")
+    page.keyboard.press("Enter")
+    page.locator("#chat .bot").last.wait_for(timeout=30_000)
+    page.get_by_role("button", name="Talk to a person").click()
+    expect(page.locator("#chat .bot").last).to_contain_text("passing this conversation", timeout=30_000)
+    sid = next(c["session_id"] for c in httpx.get(f"{base}/api/v1/agent/inbox", auth=sam, timeout=30).json() if c["intent"] == "lost_or_stolen_card")
+    httpx.post(f"{base}/api/v1/agent/conversations/{sid}/claim", auth=sam, timeout=30).raise_for_status()
+    httpx.post(f"{base}/api/v1/agent/conversations/{sid}/reply", json={"text": "<b>Sam</b> here"}, auth=sam, timeout=30).raise_for_status()
+    expect(page.locator("#chat .bot").last).to_contain_text("Sam from support: <b>Sam</b> here", timeout=3_000)
+    bots = page.locator("#chat .bot").count()
+    page.fill("#message textarea", "it was stolen on the train")
+    page.keyboard.press("Enter")
+    expect(page.locator("#chat .user").last).to_contain_text("it was stolen on the train", timeout=30_000)
+    transcript = httpx.get(f"{base}/api/v1/agent/conversations/{sid}", auth=sam, timeout=30).json()
+    assert "it was stolen on the train" in [i.get("message") for i in transcript["items"]]
+    assert page.locator("#chat .bot").count() == bots  # the bot said nothing
+    resolved = httpx.post(f"{base}/api/v1/agent/conversations/{sid}/resolve", json={"intent": "lost_or_stolen_card"}, auth=sam, timeout=30).json()
+    assert len(resolved["labelled"]) == 1
+    expect(page.locator("#chat .bot").last).to_contain_text("The bot is back", timeout=3_000)
+    page.fill("#message textarea", "how do I top up by card?")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelectorAll('#chat .bot').length > {bots + 1}", timeout=30_000)
+    page.close()
+
+
 @pytest.fixture(scope="module")
 def host_page(tmp_path_factory):
     """A plain page on another origin (another port) that embeds the widget with one script tag."""
@@ -167,8 +206,10 @@ def test_admin_console_login_and_relabel(browser, ready_home, tmp_path):
         from playwright.sync_api import expect
 
         expect(page.locator("#review-table")).to_contain_text("<script>alert(3)</script> my card was swallowed", timeout=30_000)
-        page.locator("#review-turn input").click()
-        page.get_by_role("option", name=reply["turn_id"]).click()
+        # Selecting a row selects its turn and shows the conversation (what the bot answered, the vote).
+        page.locator("#review-table").get_by_test_id(re.compile(r"^cell-\d+-1$")).get_by_text("my card was swallowed").first.click()
+        expect(page.locator("#review-transcript")).to_contain_text("customer voted down", timeout=30_000)
+        expect(page.locator("#review-turn input")).to_have_value(reply["turn_id"], timeout=10_000)
         page.locator("#review-intent input").fill("card_swallowed")
         page.get_by_role("option", name="card_swallowed", exact=True).click()
         page.locator("#review-save").click()

@@ -193,3 +193,21 @@ def test_a_failing_webhook_is_retried_then_given_up(settings):
             break
         threading.Event().wait(0.05)
     assert hook.failed == 1 and hook.sent == 0
+
+
+def test_in_the_simulation_every_handoff_is_answered_by_a_person_who_labels_it(settings):
+    """benchmarks/feedback_loop.py --scenario agents: each handoff gets the true intent from an agent."""
+    import random
+
+    from benchmarks.feedback_loop import simulate_round
+
+    assistant = Assistant.from_settings(with_thresholds(settings, answer=1.0, handoff=1.0))  # every question is handed off
+    queries = [
+        {"question": "I lost my card", "intent": "lost_or_stolen_card"},
+        {"question": "when will my card arrive", "intent": "card_arrival"},
+        {"question": "what is the exchange rate", "intent": "exchange_rate"},
+    ]
+    counts = simulate_round(assistant, queries, random.Random(0), "agents", 0.0, 0.0)
+    assert counts["agent_labels"] == 3 and counts["handoffs_per_100_customers"] == 100.0
+    labels = assistant.store.db.execute("select t.message, f.corrected_intent from feedback f join turns t on t.id = f.turn_id where f.source = 'agent'")
+    assert sorted(labels) == sorted((q["question"], q["intent"]) for q in queries)
