@@ -249,7 +249,7 @@ def build_admin_ui(service: AdminService):
     import gradio as gr
     import pandas as pd
 
-    from bot.inbox import transcript_messages
+    from bot.inbox import review_picker
 
     def analytics():
         s = service.stats()
@@ -282,14 +282,6 @@ def build_admin_ui(service: AdminService):
             columns=["time", "customer wrote", "bot", "answered", "intent", "confidence", "vote", "comment"],
         )
         return frame, gr.update(choices=[r["turn_id"] for r in rows], value=None), rows
-
-    def pick(rows, evt: gr.SelectData):
-        """Selecting a row selects its turn and shows the conversation around it."""
-        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        if not rows or index is None or index >= len(rows):
-            return gr.update(), []
-        row = rows[index]
-        return gr.update(value=row["turn_id"]), transcript_messages(service.assistant.desk.transcript(row["session_id"]))
 
     def correct(turn_id, intent):
         if not turn_id or not intent:
@@ -378,11 +370,11 @@ def build_admin_ui(service: AdminService):
             context = gr.Chatbot(label="The conversation around it", height=300, elem_id="review-transcript")
             with gr.Row():
                 turn = gr.Dropdown(label="Turn", choices=[], elem_id="review-turn")
-                intent = gr.Dropdown(label="Right intent", choices=service.intents(), elem_id="review-intent")
+                intent = gr.Dropdown(label="Right intent", choices=service.intents(), value=None, elem_id="review-intent")
                 save = gr.Button("Save correction", variant="primary", elem_id="review-save")
             note = gr.Markdown(elem_id="review-status")
             save.click(correct, [turn, intent], [note, table, turn, listed])
-            table.select(pick, [listed], [turn, context])
+            table.select(review_picker(service.assistant.desk), [listed], [turn, context])
             ui.load(queue, None, [table, turn, listed])
         with gr.Tab("Models"):
             curve_plot = gr.ScatterPlot(  # points: a single version is visible, which a line of one point is not

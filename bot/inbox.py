@@ -69,6 +69,22 @@ def transcript_messages(items: list[dict]) -> list[dict]:
     return out
 
 
+def review_picker(desk):
+    """The review queue's row select: selects the row's turn and shows its conversation.
+
+    Defined here, where ``gr`` is a module global: Gradio finds the ``gr.SelectData`` parameter by its annotation.
+    """
+
+    def pick(rows: list[dict], evt: gr.SelectData):
+        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        if not rows or index is None or index >= len(rows):
+            return gr.update(), []
+        row = rows[index]
+        return gr.update(value=row["turn_id"]), transcript_messages(desk.transcript(row["session_id"]))
+
+    return pick
+
+
 def build_inbox_ui(assistant: Assistant, agents: AgentDirectory) -> gr.Blocks:
     """Example: mounted by ``bot.api.create_app`` at /agent with ``auth=agents.login``."""
     desk = assistant.desk
@@ -137,10 +153,10 @@ def build_inbox_ui(assistant: Assistant, agents: AgentDirectory) -> gr.Blocks:
             note_box = gr.Textbox(placeholder="Internal note (the customer never sees it)", show_label=False, scale=5, elem_id="inbox-note")
             add_note = gr.Button("Add note", scale=1, elem_id="inbox-add-note")
         with gr.Row():
-            transfer_to = gr.Dropdown(label="Transfer to", choices=agents.names(), elem_id="inbox-transfer-to")
+            transfer_to = gr.Dropdown(label="Transfer to", choices=agents.names(), value=None, elem_id="inbox-transfer-to")
             transfer = gr.Button("Transfer", elem_id="inbox-transfer")
         with gr.Row():
-            intent = gr.Dropdown(label="Right intent (the bot learns it)", choices=assistant.kb.intents(), elem_id="inbox-intent")
+            intent = gr.Dropdown(label="Right intent (the bot learns it)", choices=assistant.kb.intents(), value=None, elem_id="inbox-intent")
             answer_box = gr.Textbox(label="Save an answer as a ticket for this question (optional)", elem_id="inbox-answer")
             resolve = gr.Button("Resolve", variant="primary", elem_id="inbox-resolve")
         status = gr.Markdown(elem_id="inbox-status")
@@ -150,6 +166,7 @@ def build_inbox_ui(assistant: Assistant, agents: AgentDirectory) -> gr.Blocks:
         timer.tick(tick, [session, seen], refreshed, show_progress="hidden")
         ui.load(tick, [session, seen], refreshed)
         table.select(select, None, [session, session_box, transcript, state_box, seen])
+        ui.load(lambda: gr.update(choices=agents.names(), value=None), None, [transfer_to])  # agents added since the server started
 
         def after(message: str, session_id: str):
             return message, listing(), *view(session_id, "")
