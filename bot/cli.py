@@ -327,7 +327,10 @@ def agents_add(ctx, name: str, password: str) -> None:
 @agents.command(name="list")
 @click.pass_context
 def agents_list(ctx) -> None:
-    """List agents and when each was last at the inbox."""
+    """List agents and when each was last at the inbox.
+
+    Example: csbot agents list
+    """
     for agent in _agents(ctx).list():
         click.echo(f"{agent['name']}\tadded {agent['created_at']}\tlast seen {agent['last_seen_at'] or 'never'}")
 
@@ -336,7 +339,10 @@ def agents_list(ctx) -> None:
 @click.argument("name")
 @click.pass_context
 def agents_remove(ctx, name: str) -> None:
-    """Remove an agent: their login stops working at once."""
+    """Remove an agent: their login stops working at once.
+
+    Example: csbot agents remove Sam
+    """
     _agents(ctx).remove(name)
     click.echo(f"removed agent {name}")
 
