@@ -103,3 +103,19 @@ def test_tickets_delete(home):
     assert top not in [s["ticket_id"] for s in again["sources"]]
     missing = run(home, "tickets", "delete", str(top))
     assert missing.exit_code == 1 and f"no ticket {top}" in missing.output
+
+
+def test_agents_are_added_listed_and_removed_with_hashed_passwords(tmp_path):
+    import sqlite3
+
+    home = tmp_path / "home"
+    result = CliRunner().invoke(cli, ["--home", str(home), "agents", "add", "Sam"], input="correct horse battery\ncorrect horse battery\n")
+    assert result.exit_code == 0 and "agent Sam can log in" in result.output
+    stored = sqlite3.connect(home / "csbot.db").execute("select password_hash from agents where name = 'Sam'").fetchone()[0]
+    assert stored.startswith("scrypt$") and "correct horse" not in stored
+    assert run(home, "agents", "list").output.startswith("Sam\t")
+    short = CliRunner().invoke(cli, ["--home", str(home), "agents", "add", "Alex"], input="short\nshort\n")
+    assert short.exit_code == 1 and "at least 8 characters" in short.output
+    assert run(home, "agents", "remove", "Sam").exit_code == 0
+    gone = CliRunner().invoke(cli, ["--home", str(home), "agents", "remove", "Sam"])
+    assert gone.exit_code == 1 and "no agent 'Sam'" in gone.output
