@@ -181,7 +181,7 @@ class HandoffDesk:
         return ""
 
     def check_wait(self, session_id: str, now: datetime | None = None) -> None:
-        """A customer waiting longer than ``handoff_timeout_s`` is offered to leave a message (once per wait)."""
+        """A customer waiting longer than ``handoff_timeout`` is offered to leave a message (once per wait)."""
         state, _, since_id = self.store.conversation_state(session_id)
         if state != "waiting":
             return
@@ -189,8 +189,8 @@ class HandoffDesk:
         if not events or any(e["event"] == "offer_message" for e in events):
             return
         waited = (now or datetime.now(timezone.utc)) - datetime.fromisoformat(events[0]["created_at"])
-        if waited.total_seconds() > self.settings.handoff_timeout_s:
-            minutes = max(1, round(self.settings.handoff_timeout_s / 60))
+        if waited.total_seconds() > self.settings.handoff_timeout:
+            minutes = max(1, round(self.settings.handoff_timeout / 60))
             self._offer_message(session_id, f"Sorry, no one has been free for over {minutes} minutes. Leave a message and a way to reach you, and we'll reply.")
 
     def _offer_message(self, session_id: str, text: str) -> None:

@@ -49,7 +49,7 @@ class Settings:
     trust_forwarded_for: bool = False  # behind a reverse proxy: the client is the first X-Forwarded-For address
     allowed_origins: str = "*"  # comma-separated sites that may embed the widget (CORS); empty: same origin only
     handoff_webhook: str = ""  # URL told about every conversation that starts waiting for a person (JSON with a Slack-style "text")
-    handoff_timeout_s: float = 600.0  # a customer waiting longer than this is offered to leave a message
+    handoff_timeout: float = 600.0  # seconds: a customer waiting longer than this is offered to leave a message
     handoff_hours: str = ""  # when people answer, e.g. "mon-fri 09:00-17:00 Europe/Berlin" (empty: always)
     agent_away_minutes: float = 15.0  # no agent at the inbox for this long: say so and offer to leave a message (0 = don't check)
 

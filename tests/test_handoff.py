@@ -121,8 +121,8 @@ def test_a_long_wait_offers_to_leave_a_message_kept_apart_from_everything_else(a
     desk.store.agent_seen("Sam")  # somebody is at the inbox: the handoff itself promises a reply
     sid = assistant.respond("talk to a human").session_id
     assert not any(kind == "offer_message" for kind, _, _ in people(assistant, sid))
-    desk.check_wait(sid, now=datetime.now(timezone.utc) + timedelta(seconds=settings.handoff_timeout_s + 1))
-    desk.check_wait(sid, now=datetime.now(timezone.utc) + timedelta(seconds=settings.handoff_timeout_s + 2))
+    desk.check_wait(sid, now=datetime.now(timezone.utc) + timedelta(seconds=settings.handoff_timeout + 1))
+    desk.check_wait(sid, now=datetime.now(timezone.utc) + timedelta(seconds=settings.handoff_timeout + 2))
     offers = [text for kind, _, text in people(assistant, sid) if kind == "offer_message"]
     assert len(offers) == 1 and "Leave a message" in offers[0]
 
