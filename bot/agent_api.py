@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from bot.agents import AgentDirectory
 from bot.assistant import Assistant
 from bot.events import INBOX
-from bot.handoff import HandoffDesk
+from bot.handoff import MAX_AGENT_TEXT, HandoffDesk
 from core.errors import CsbotError, UnknownTurn
 
 FALLBACK_LOOK_S = 1.0  # how often a stream looks in the store without being woken
@@ -54,7 +54,7 @@ async def event_stream(
 
 
 class TextRequest(BaseModel):
-    text: str = Field(..., max_length=4000)
+    text: str = Field(..., max_length=MAX_AGENT_TEXT)
 
 
 class TransferRequest(BaseModel):
@@ -63,7 +63,7 @@ class TransferRequest(BaseModel):
 
 class ResolveRequest(BaseModel):
     intent: str = Field("", max_length=100, description="The right intent for the turns that led to the handoff (a label the bot learns from)")
-    answer: str = Field("", max_length=4000, description="Optional: save this answer as a new ticket for that question")
+    answer: str = Field("", max_length=MAX_AGENT_TEXT, description="Optional: save this answer as a new ticket for that question")
 
 
 _basic = HTTPBasic(auto_error=False)

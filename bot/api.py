@@ -19,8 +19,9 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from bot.admin import AdminService, admin_credentials, build_admin_ui, check_password, create_admin_router
-from bot.agent_api import create_agent_router, event_stream
+from bot.agent_api import SESSION_ID, create_agent_router, event_stream
 from bot.assistant import Assistant
+from bot.handoff import MAX_AGENT_TEXT
 from core.errors import CsbotError, InputError, UnknownTurn
 from core.store import STORAGE_UNAVAILABLE
 
@@ -49,16 +50,13 @@ class ChooseRequest(BaseModel):
     session_id: str = Field(..., max_length=64)
 
 
-SESSION_ID = r"^[A-Za-z0-9_-]+$"
-
-
 class SessionRequest(BaseModel):
     session_id: str = Field(..., max_length=64, pattern=SESSION_ID)
 
 
 class ContactRequest(BaseModel):
     contact: str = Field(..., max_length=200, description="An email address or phone number; kept only in the contacts table")
-    message: str = Field("", max_length=4000)
+    message: str = Field("", max_length=MAX_AGENT_TEXT)
 
 
 BUSY = "The bot is busy right now; please try again in a few seconds."

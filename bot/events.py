@@ -25,17 +25,12 @@ class EventBus:
     def __init__(self) -> None:
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self._lock = threading.Lock()
-        self._changed = threading.Condition()  # for waiters outside an event loop (the Gradio callbacks' threads)
-        self.version = 0
 
     def notify(self, *channels: str) -> None:
         with self._lock:
             waiters = [w for c in channels for w in self._waiters.get(c, ())]
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)
-        with self._changed:
-            self.version += 1
-            self._changed.notify_all()
 
     async def wait(self, channel: str, timeout: float) -> bool:
         """True when ``channel`` was notified within ``timeout`` seconds."""
@@ -52,9 +47,3 @@ class EventBus:
                 self._waiters[channel].discard(waiter)
                 if not self._waiters[channel]:
                     del self._waiters[channel]
-
-    def wait_sync(self, seen_version: int, timeout: float) -> int:
-        """Block until anything is notified after ``seen_version`` (or ``timeout``); returns the version now."""
-        with self._changed:
-            self._changed.wait_for(lambda: self.version != seen_version, timeout)
-            return self.version

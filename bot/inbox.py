@@ -109,12 +109,12 @@ def build_inbox_ui(assistant: Assistant, agents: AgentDirectory) -> gr.Blocks:
         items = desk.transcript(session_id)
         state, holder = desk.state(session_id)
         mark = f"{len(items)}:{items[-1]['at'] if items else ''}:{state}:{holder}"
+        if mark == seen:  # the state line depends on the same turns and events: unchanged too
+            return gr.update(), gr.update(), seen
         label = {"waiting": "**waiting for a person**", "assigned": f"**assigned to {plain(holder)}**", "bot": "**the bot has it**"}[state]
         to_label = desk.turns_to_label(session_id) if state == "assigned" else []
         if to_label:
             label += f" · resolving labels: “{plain(to_label[0]['message'])}”"
-        if mark == seen:
-            return gr.update(), label, seen
         return transcript_messages(items), label, mark
 
     def tick(session_id: str, seen: str, request: gr.Request):

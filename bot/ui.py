@@ -16,6 +16,7 @@ import gradio as gr
 
 from bot.assistant import Assistant
 from core.errors import CsbotError
+from core.store import STATES
 from core.types import Reply
 
 MAX_TOPIC_BUTTONS = 3
@@ -68,6 +69,8 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             send_comment = gr.Button("Send comment", scale=1)
             person = gr.Button("Talk to a person", scale=1)
         status = gr.Markdown(elem_id="status")
+        live = gr.Timer(LIVE_POLL_S, active=False)  # on while a person has the conversation
+        last_event = gr.State(0)  # the id of the last people-side event shown
 
         def show(reply: Reply, history: list, ids: list, user_text: str | None):
             if user_text is not None:
@@ -94,22 +97,24 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             try:
                 reply = assistant.respond(text, session_id)
             except CsbotError as err:
-                return history, ids, session_id, [], *no_topics, text, str(err)
-            return *show(reply, history, ids, text), "", ""
+                return history, ids, session_id, [], *no_topics, text, str(err), gr.update()
+            # A person has the conversation (asked for in words, or the bot was unsure twice): follow it live.
+            return *show(reply, history, ids, text), "", "", gr.Timer(active=reply.state != "bot")
 
-        outputs = [chatbot, turn_ids, session, last_suggestions, topics_label, *topic_buttons, message, status]
-        sent = [message.submit(on_send, [message, chatbot, turn_ids, session], outputs), send.click(on_send, [message, chatbot, turn_ids, session], outputs)]
+        outputs = [chatbot, turn_ids, session, last_suggestions, topics_label, *topic_buttons, message, status, live]
+        message.submit(on_send, [message, chatbot, turn_ids, session], outputs)
+        send.click(on_send, [message, chatbot, turn_ids, session], outputs)
 
         def on_choose(index, offered, history, ids, session_id):
             if index >= len(offered):
-                return history, ids, session_id, offered, *topics_as_they_are, gr.update(), ""
+                return history, ids, session_id, offered, *topics_as_they_are, gr.update(), "", gr.update()
             title, intent = offered[index]
             last_bot = next((t for t in reversed(ids) if t), None)
             try:
                 reply = assistant.choose(last_bot, intent, session_id)
             except CsbotError as err:
-                return history, ids, session_id, offered, *topics_as_they_are, gr.update(), str(err)
-            return *show(reply, history, ids, title), gr.update(), ""
+                return history, ids, session_id, offered, *topics_as_they_are, gr.update(), str(err), gr.update()
+            return *show(reply, history, ids, title), gr.update(), "", gr.update()
 
         chosen_inputs = [last_suggestions, chatbot, turn_ids, session]
         for i, button in enumerate(topic_buttons):
@@ -143,8 +148,6 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
 
         send_comment.click(on_comment, [comment, turn_ids, session], [comment, status])
 
-        live = gr.Timer(LIVE_POLL_S, active=False)
-        last_event = gr.State(0)
         with gr.Row(visible=False, elem_id="contact-form") as contact_row:
             contact = gr.Textbox(placeholder="Your email address or phone number", show_label=False, scale=2, elem_id="contact")
             contact_note = gr.Textbox(placeholder="Your message", show_label=False, scale=4, elem_id="contact-message")
@@ -167,7 +170,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                 return history, after, gr.Timer(active=False), gr.update()
             events = assistant.desk.customer_events(session_id, after)
             assistant.desk.check_wait(session_id)
-            offered = gr.update()
+            offered, still = gr.update(), True
             for event in events:
                 after = event["id"]
                 text = format_event(event)
@@ -175,17 +178,11 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                     history = history + [{"role": "assistant", "content": text}]
                 if event["event"] == "offer_message":
                     offered = gr.update(visible=True)
-            still = assistant.desk.state(session_id)[0] != "bot"
+                if event["event"] in STATES:  # the latest state event decides
+                    still = event["event"] in ("waiting", "assigned")
             return history, after, gr.Timer(active=still), offered
 
         live.tick(follow, [chatbot, session, last_event], [chatbot, last_event, live, contact_row], show_progress="hidden")
-
-        def start_following(session_id):
-            """After a message: follow the conversation live when a person has it (asked for in words, or the bot was unsure)."""
-            return gr.Timer(active=bool(session_id) and assistant.desk.state(session_id)[0] != "bot")
-
-        for event in sent:
-            event.then(start_following, [session], [live])
 
         def on_leave(who, note, session_id):
             try:
