@@ -22,7 +22,7 @@ for job in "$@"; do
     retrieval)
       (set -e; H=/tmp/retrieval-home
        python3 -c "from pathlib import Path; from core.config import Settings; from training.retrain import ensure_ready; ensure_ready(Settings(home=Path('$H')), on_step=print)"
-       python3 -m bot.cli --home "$H" train
+       python3 -m csbot --home "$H" train
        python3 benchmarks/retrieval.py --home "$H" --sizes ""
        cp benchmarks/results/retrieval.json "$out/retrieval.json") > "$logs/retrieval.log" 2>&1 &
       ;;

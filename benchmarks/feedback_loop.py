@@ -46,8 +46,8 @@ from bot.assistant import Assistant  # noqa: E402
 from bot.evaluation import retrieval_scores  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.registry import ModelRegistry  # noqa: E402
+from csbot.wiring import ensure_ready, open_assistant, retrain  # noqa: E402
 from retrieval.intent import IntentClassifier  # noqa: E402
-from training.retrain import ensure_ready, retrain  # noqa: E402
 from training.train_intent import IntentTrainConfig  # noqa: E402
 
 
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace, progress: Callable[[dict], None] | None = None
     # Round 0: a cold start, fine-tuned on the seed tickets alone.
     ensure_ready(settings, on_step=print)  # ingests the seed tickets, builds the index, trains the quick model
     cold = retrain(settings, IntentTrainConfig(epochs=args.cold_epochs, seed=args.seed), on_step=print)
-    assistant = Assistant.from_settings(settings).warm_up()
+    assistant = open_assistant(settings).warm_up()
     rounds = [{"round": 0, "turns": 0, **measure(assistant, test, seeds), **gate_facts(cold), "seconds": round(time.perf_counter() - started, 1)}]
     print(rounds[-1], flush=True)
     if progress is not None:

@@ -31,6 +31,7 @@ from benchmarks.common import DATA, read_csv, write_result  # noqa: E402
 from bot.assistant import Assistant  # noqa: E402
 from bot.conversation import CONTEXT_TURNS, CONTEXT_WINDOW_S  # noqa: E402
 from core.config import Settings  # noqa: E402
+from csbot.wiring import open_assistant  # noqa: E402
 
 
 def private_home(home: Path) -> Path:
@@ -119,7 +120,7 @@ def main() -> None:
     parser.add_argument("--out", default="followups.json")
     args = parser.parse_args()
     started = time.perf_counter()
-    assistant = Assistant.from_settings(Settings(home=private_home(args.home))).warm_up()
+    assistant = open_assistant(Settings(home=private_home(args.home))).warm_up()
     version = assistant.model_version
     training = assistant.registry.card("intent", version).get("training", {})
     result = {

@@ -52,7 +52,7 @@ def free_port() -> int:
 def start_server(home: Path, port: int, workers: int, env_extra: dict[str, str]) -> subprocess.Popen:
     env = {**os.environ, "CSBOT_HOME": str(home), "CSBOT_PORT": str(port), **env_extra}
     log = open(home / f"server-{port}.log", "w")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "csbot", "serve", "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 900  # a fresh home trains its quick model first
     while time.time() < deadline:
         if proc.poll() is not None:

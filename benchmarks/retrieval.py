@@ -35,10 +35,10 @@ from core.config import Settings  # noqa: E402
 
 
 def quality(home: Path) -> dict:
-    from bot.assistant import Assistant
     from bot.evaluation import retrieval_scores
+    from csbot.wiring import open_assistant
 
-    assistant = Assistant.from_settings(Settings(home=home)).warm_up()
+    assistant = open_assistant(Settings(home=home)).warm_up()
     test = read_csv(DATA / "eval.csv")
     texts, gold = [r["question"] for r in test], [r["intent"] for r in test]
     version, clf = assistant.intent_model()
@@ -58,12 +58,12 @@ def quality(home: Path) -> dict:
 def build_home(source: Path, size: int, dest: Path) -> dict:
     """A home with ``size`` tickets: the real ones plus noisy copies of their embeddings."""
     from core.store import FeedbackStore
+    from csbot.wiring import open_parts
     from retrieval.encoder import Encoder
     from retrieval.index import TicketIndex
-    from retrieval.knowledge_base import KnowledgeBase
 
-    src = KnowledgeBase(FeedbackStore(source / "csbot.db"), index_dir=source / "index", encoder=Encoder()).open()
-    real = list(src.get(src._ids_where("1 = 1", [])).values())  # noqa: SLF001
+    src = open_parts(Settings(home=source)).kb.open()
+    real = list(src.get(src.store.ticket_ids()).values())
     n_real = len(real)
     base = np.vstack([src.index.index.reconstruct(int(t.id)) for t in real]).astype("float32")
     dest.mkdir(parents=True)
@@ -87,8 +87,7 @@ def build_home(source: Path, size: int, dest: Path) -> dict:
                 "external_id": "",
             }
         )
-    with store.db.conn:
-        store.db["tickets"].insert_all(rows, batch_size=5000)
+    store.insert_tickets(rows)
     db_seconds = time.perf_counter() - t0
     for start in range(0, size, n_real):
         n = min(n_real, size - start)
@@ -113,10 +112,10 @@ def measure_serving(home: Path, n_queries: int) -> dict:
     """Run in a fresh process: warm respond() latency, RSS, and incremental ingest of 1,000 real tickets."""
     import psutil
 
-    from bot.assistant import Assistant
+    from csbot.wiring import open_assistant
 
     t0 = time.perf_counter()
-    assistant = Assistant.from_settings(Settings(home=home)).warm_up()
+    assistant = open_assistant(Settings(home=home)).warm_up()
     start_seconds = time.perf_counter() - t0
     test = read_csv(DATA / "eval.csv")
     for row in test[:20]:

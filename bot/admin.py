@@ -41,59 +41,19 @@ class AdminService:
 
     # ---- analytics --------------------------------------------------------------------------
     def stats(self) -> dict:
-        db = self.store.db
-        per_day = [
-            dict(r)
-            for r in db.query(
-                "select substr(t.created_at, 1, 10) as day, count(*) as turns, "
-                "(select count(*) from feedback f where substr(f.created_at, 1, 10) = substr(t.created_at, 1, 10) and f.vote != 0) as votes "
-                "from turns t group by day order by day"
-            )
-        ]
-        per_intent = [
-            dict(r)
-            for r in db.query(
-                "select t.intent, sum(f.vote = -1) as down, count(*) as votes, round(1.0 * sum(f.vote = -1) / count(*), 3) as down_rate "
-                "from feedback f join turns t on t.id = f.turn_id where f.vote != 0 and t.intent != '' "
-                "group by t.intent order by down_rate desc, down desc limit 20"
-            )
-        ]
-        confidence = [
-            dict(r)
-            for r in db.query(
-                "select round(min(cast(confidence * 10 as int), 9) / 10.0, 1) as bucket, count(*) as turns "
-                "from turns where action != 'handoff' or confidence > 0 group by bucket order by bucket"
-            )
-        ]
-        worst = [
-            dict(r)
-            for r in db.query(
-                "select t.message, t.intent, count(*) as down_votes from feedback f join turns t on t.id = f.turn_id "
-                "where f.vote = -1 group by lower(t.message), t.intent order by down_votes desc limit 10"
-            )
-        ]
         return {
             "turns": self.store.count("turns"),
             "votes": self.store.count("feedback"),
-            "per_day": per_day,
-            "down_rate_per_intent": per_intent,
-            "confidence": confidence,
-            "most_down_voted": worst,
+            "per_day": self.store.daily_activity(),
+            "down_rate_per_intent": self.store.down_rate_per_intent(),
+            "confidence": self.store.confidence_histogram(),
+            "most_down_voted": self.store.most_down_voted(),
         }
 
     # ---- review -----------------------------------------------------------------------------
     def review_queue(self, limit: int = 50) -> list[dict]:
         """Down-voted and low-confidence turns that no reviewer has corrected yet, newest first."""
-        sql = """select t.id as turn_id, t.session_id, t.created_at, t.message, t.action, t.text as answer, t.intent,
-                        round(t.confidence, 3) as confidence,
-                        (select min(f.vote) from feedback f where f.turn_id = t.id) as vote,
-                        (select group_concat(f.comment, ' / ') from feedback f where f.turn_id = t.id and f.comment != '') as comment
-                 from turns t
-                 where (exists (select 1 from feedback f where f.turn_id = t.id and f.vote = -1)
-                        or (t.confidence < :low and t.action != 'handoff'))
-                   and not exists (select 1 from feedback f where f.turn_id = t.id and f.source = 'reviewer')
-                 order by t.created_at desc limit :limit"""
-        return [dict(r) for r in self.store.db.query(sql, {"low": self.assistant.settings.answer_threshold, "limit": limit})]
+        return self.store.review_queue(below_confidence=self.assistant.settings.answer_threshold, limit=limit)
 
     def intents(self) -> list[str]:
         return self.assistant.kb.intents()
@@ -113,13 +73,7 @@ class AdminService:
         Accuracies come from each version's card (measured when it was a candidate); handoffs per 100 customers
         from the turns it served (sessions with at least one handoff per 100 sessions).
         """
-        handoffs = {
-            r["model_version"]: r
-            for r in self.store.db.query(
-                "select model_version, count(distinct session_id) as sessions, "
-                "count(distinct case when action = 'handoff' then session_id end) as handed_off from turns group by model_version"
-            )
-        }
+        handoffs = self.store.handoffs_per_version()
         rows = []
         for card in self.registry.versions("intent"):
             metrics, gate = card.get("metrics") or {}, card.get("gate") or {}
@@ -155,7 +109,7 @@ class AdminService:
             logs = self.assistant.settings.home / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             self._retrain_log = logs / f"retrain-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.log"
-            cmd = [sys.executable, "-m", "bot.cli", "--home", str(self.assistant.settings.home), "train", "--from-feedback", "--epochs", str(epochs)]
+            cmd = [sys.executable, "-m", "csbot", "--home", str(self.assistant.settings.home), "train", "--from-feedback", "--epochs", str(epochs)]
             with self._retrain_log.open("w") as out:
                 self._retrain = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
         return self.retrain_status()

@@ -243,14 +243,3 @@ def create_app(assistant: Assistant) -> FastAPI:
             return PlainTextResponse("The admin console is disabled: set CSBOT_ADMIN_USER and CSBOT_ADMIN_PASSWORD.", status_code=403)
 
     return gr.mount_gradio_app(app, build_ui(assistant), path="/")
-
-
-def app_from_env() -> FastAPI:
-    """App factory for ``csbot serve --workers N``: each worker process builds its own Assistant from CSBOT_*."""
-    import gc
-
-    from core.config import Settings
-
-    app = create_app(Assistant.from_settings(Settings.from_env()).warm_up())
-    gc.freeze()  # see `csbot serve`
-    return app

@@ -25,7 +25,6 @@ from core.next_questions import NextQuestions
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from core.types import CHOSE_PREFIX, Feedback, Reply, Source, Suggestion
-from retrieval.encoder import Encoder
 from retrieval.intent import IntentClassifier, IntentPrediction
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.ranker import Candidate, Ranker
@@ -52,7 +51,7 @@ class Assistant:
     request, without a restart; requests already running finish on the model they started with.
 
     Example:
-        >>> assistant = Assistant.from_settings(Settings.from_env())   # doctest: +SKIP
+        >>> assistant = open_assistant(Settings.from_env())   # doctest: +SKIP
         >>> assistant.respond("I lost my card, what do I do?").action   # doctest: +SKIP
         'answer'
     """
@@ -80,13 +79,6 @@ class Assistant:
         self._next_counts, self._next_mtime, self._next_checked = NextQuestions(), None, -1.0
         # Concurrent requests share the model passes (intent + retrieval encoder) and the FAISS search.
         self._understand = MicroBatcher(self._understand_batch, max_batch=settings.max_batch, name="csbot-models")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Assistant:
-        """Composition root: open the store, the knowledge base and the registry under ``settings.home``."""
-        store = FeedbackStore(settings.db_path, busy_timeout_s=settings.db_busy_timeout_s, max_size_mb=settings.db_max_mb)
-        kb = KnowledgeBase(store, index_dir=settings.index_dir, encoder=Encoder())
-        return cls(settings, store=store, knowledge_base=kb, registry=ModelRegistry(settings.models_dir))
 
     def warm_up(self) -> Assistant:
         self.kb.open()
@@ -295,8 +287,8 @@ class Assistant:
         turn = self.store.turn(turn_id)
         if turn is None or (session_id is not None and turn["session_id"] != session_id):
             raise InputError("That suggestion belongs to a conversation I can't find. Please ask again.")
-        rows = self.store.db.execute("select id, question, answer from tickets where intent = ? order by id limit 1", [intent]).fetchall()
-        if not rows:
+        ticket = self.store.first_ticket(intent)
+        if ticket is None:
             raise InputError(f"I don't know the topic {intent!r}. Please pick one of the suggestions.")
         offered = json.loads(turn.get("next_questions") or "[]") if turn["action"] == "answer" else []
         # A next question after an answer: the answered message was not about it, so it labels nothing there;
@@ -309,10 +301,10 @@ class Assistant:
             turn_id=uuid.uuid4().hex,
             session_id=turn["session_id"],
             action="answer",
-            text=rows[0][2],
+            text=ticket.answer,
             intent=intent,
             confidence=1.0,
-            sources=[Source(rows[0][0], 1.0, intent, rows[0][1])],
+            sources=[Source(ticket.id, 1.0, intent, ticket.question)],
             model_version=self.model_version,
         )
         reply = replace(reply, latency_ms=round((time.perf_counter() - started) * 1000, 2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ class Settings:
     """
 
     home: Path = Path("var")  # database, index and model versions live here
+    database_url: str = ""  # postgresql://user:pass@host/db to share one database between replicas (empty: SQLite in home)
     host: str = "127.0.0.1"
     port: int = 7860
     default_tickets: Path = _DATA_DIR / "tickets.csv"
@@ -69,6 +71,11 @@ class Settings:
         return self.home / "csbot.db"
 
     @property
+    def database(self) -> str:
+        """Where the store lives: the PostgreSQL URL when set, else the SQLite file in home."""
+        return self.database_url or str(self.db_path)
+
+    @property
     def index_dir(self) -> Path:
         return self.home / "index"
 
@@ -97,4 +104,12 @@ class Settings:
         return replace(cls(), **values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        """For cards and logs: paths as text, the database password hidden."""
+        values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        values["database_url"] = redact_url(self.database_url)
+        return values
+
+
+def redact_url(url: str) -> str:
+    """A database or Redis URL without its password, for messages, cards and logs."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)

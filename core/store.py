@@ -1,36 +1,33 @@
-"""The feedback store: one SQLite file, written through sqlite-utils, append-only for events.
+"""The feedback store: the one place that writes SQL. Append-only for turns, votes and events.
 
-Turns, votes and session events are only ever inserted; a correction is a new row. Every
-connection runs in WAL mode with a busy timeout so several threads and processes can write at once.
+Turns, votes and session events are only ever inserted; a correction is a new row. It runs on SQLite (the
+default: one file in WAL mode, written through sqlite-utils) or PostgreSQL (``CSBOT_DATABASE_URL``), both
+behind ``core.database``; every query below is written once for both.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import hashlib
 import json
-import logging
-import sqlite3
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlite_utils import Database
-
-from core.errors import CsbotError, InputError, StorageUnavailable, UnknownTurn
-from core.migrations import migrations
+from core.database import STORAGE_UNAVAILABLE, PostgresDatabase, SQLiteDatabase, open_database
+from core.errors import InputError, UnknownTurn
 from core.redact import redact
-from core.types import Feedback, Reply
+from core.types import Feedback, Reply, Ticket
 
 MAX_COMMENT_CHARS = 2000
 STATES = ("waiting", "assigned", "resolved", "bot")  # the events that change who answers a conversation
 EVENTS = frozenset(STATES) | {"customer", "agent", "note", "offer_message", "contact_left"}
 _STATE_SQL = ", ".join(f"'{s}'" for s in STATES)
-STORAGE_UNAVAILABLE = "We could not save that just now (our database is busy or full). Please try again in a moment."
-log = logging.getLogger(__name__)
+TABLES = ("tickets", "turns", "feedback", "session_events", "agents", "contacts")  # every table the store owns, in copy order
+COPY_KEYS = {"tickets": "id", "turns": "rowid", "feedback": "id", "session_events": "id", "agents": "name", "contacts": "id"}
+__all__ = ["STORAGE_UNAVAILABLE", "FeedbackStore", "utc_now"]
 
 
 def utc_now() -> str:
@@ -38,7 +35,9 @@ def utc_now() -> str:
 
 
 class FeedbackStore:
-    """Append-only store of turns, votes and conversation events (plus the ticket table the knowledge base owns).
+    """Append-only store of turns, votes and conversation events (plus tickets, agents and contacts).
+
+    ``location`` is a SQLite file path, ``:memory:``, or a ``postgresql://`` URL.
 
     Example:
         >>> store = FeedbackStore(":memory:")
@@ -46,58 +45,23 @@ class FeedbackStore:
         'bot'
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0, max_size_mb: float = 0.0) -> None:
-        self.path = str(path)
-        self.busy_timeout_s = busy_timeout_s  # how long a write waits for another writer before it fails
-        self.max_size_mb = max_size_mb  # a quota: writes beyond it fail as on a full disk (0 = none)
-        self._local = threading.local()
-        self._memory_db: Database | None = None
-        if self.path == ":memory:":
-            # One shared connection: an in-memory database exists only inside its connection.
-            self._memory_db = Database(sqlite3.connect(":memory:", check_same_thread=False))
-            self._prepare(self._memory_db, busy_timeout_s, 0.0)
-        else:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.db.execute("select 1")  # open now so migrations run (and errors surface) at start-up
+    def __init__(self, location: str | Path, *, busy_timeout_s: float = 30.0, max_size_mb: float = 0.0) -> None:
+        self.sql: SQLiteDatabase | PostgresDatabase = open_database(location, busy_timeout_s=busy_timeout_s, max_size_mb=max_size_mb)
+        self.dialect = self.sql.dialect
 
     @property
-    def db(self) -> Database:
-        """This thread's connection (sqlite3 connections must not be shared across threads)."""
-        if self._memory_db is not None:
-            return self._memory_db
-        db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, check_same_thread=False)
-                db = Database(conn)
-                self._prepare(db, self.busy_timeout_s, self.max_size_mb)
-            except sqlite3.DatabaseError as err:
-                raise CsbotError(f"cannot open the database {self.path}: {err}") from err
-            self._local.db = db
-        return db
+    def path(self) -> str:
+        return self.sql.path
 
-    @contextlib.contextmanager
-    def _writing(self):
-        """One write transaction; a locked or full database becomes a plain StorageUnavailable (nothing half-written)."""
-        try:
-            with self.db.conn:
-                yield
-        except sqlite3.OperationalError as err:
-            log.error("cannot write to %s: %s", self.path, err)
-            raise StorageUnavailable(STORAGE_UNAVAILABLE) from err
+    @property
+    def db(self):
+        """The sqlite-utils Database of this thread (SQLite only): for tests and tools that inspect the file."""
+        if not isinstance(self.sql, SQLiteDatabase):
+            raise AttributeError("store.db exists on SQLite only; use the store's methods")
+        return self.sql.db
 
-    @staticmethod
-    def _prepare(db: Database, busy_timeout_s: float, max_size_mb: float) -> None:
-        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        if max_size_mb > 0:
-            page_size = db.execute("PRAGMA page_size").fetchone()[0]
-            db.execute(f"PRAGMA max_page_count = {max(1, int(max_size_mb * 1024 * 1024 / page_size))}")
-        db.execute("PRAGMA foreign_keys = ON")
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "memory":
-            db.execute("PRAGMA journal_mode = WAL")
-            # NORMAL is durable against a killed process (the WAL survives); only power loss can drop a commit.
-            db.execute("PRAGMA synchronous = NORMAL")
-        migrations.apply(db)
+    def close(self) -> None:
+        self.sql.close()
 
     # ---- writes (insert only) -------------------------------------------------------------
     def append_turn(self, reply: Reply, message: str) -> None:
@@ -110,9 +74,9 @@ class FeedbackStore:
             suggestions=json.dumps(row["suggestions"]),
             sources=json.dumps(row["sources"]),
             next_questions=json.dumps(row["next_questions"]),
+            offer_person=int(row["offer_person"]),  # 0/1 on both engines (SQLite has no boolean)
         )
-        with self._writing():
-            self.db["turns"].insert(row)
+        self.sql.insert("turns", row, returning=None)
 
     def append_feedback(self, feedback: Feedback, *, session_id: str | None = None) -> int:
         """Record a vote or correction; returns its row id.
@@ -123,22 +87,22 @@ class FeedbackStore:
         """
         if feedback.vote not in (1, -1, 0):
             raise InputError(f"a vote must be up (+1) or down (-1), found {feedback.vote!r}")
-        turn = self.turn(feedback.turn_id)
-        if turn is None or (session_id is not None and turn["session_id"] != session_id):
-            raise UnknownTurn(f"there is no turn {feedback.turn_id!r} in this conversation")
         row = asdict(feedback)
         row["comment"] = redact(feedback.comment[:MAX_COMMENT_CHARS])
         row["created_at"] = feedback.created_at or utc_now()
-        with self._writing():
-            # A replayed request (a double click, a retry, a replay attack) records nothing new: the same vote as
-            # the latest one from the same source on this turn returns that row.
-            latest = self.db.execute(
+        # Read, then write, in one transaction holding the turn: two identical votes sent at the same moment
+        # (a double click, a retry, a replay attack) store one row; the second gets the first one's id.
+        with self.sql.transaction():
+            turn = self.sql.one(f"select session_id from turns where id = ?{self.dialect.lock_row}", [feedback.turn_id])
+            if turn is None or (session_id is not None and turn[0] != session_id):
+                raise UnknownTurn(f"there is no turn {feedback.turn_id!r} in this conversation")
+            latest = self.sql.one(
                 "select id, vote, comment, corrected_intent from feedback where turn_id = ? and source = ? order by id desc limit 1",
                 [feedback.turn_id, feedback.source],
-            ).fetchone()
+            )
             if latest is not None and tuple(latest[1:]) == (row["vote"], row["comment"], row["corrected_intent"]):
                 return int(latest[0])
-            return self.db["feedback"].insert(row).last_pk
+            return int(self.sql.insert("feedback", row))
 
     def append_event(self, session_id: str, event: str, *, author: str = "", text: str = "", data: dict | None = None) -> int:
         """Append one conversation event (a state change, or what a person said); returns its id, the stream's event id.
@@ -148,13 +112,12 @@ class FeedbackStore:
         if event not in EVENTS:
             raise InputError(f"unknown conversation event {event!r}; expected one of {', '.join(sorted(EVENTS))}")
         row = {"session_id": session_id, "event": event, "author": author, "text": redact(text), "data": json.dumps(data or {}), "created_at": utc_now()}
-        with self._writing():
-            return int(self.db["session_events"].insert(row).last_pk)
+        return int(self.sql.insert("session_events", row))
 
     # ---- reads ----------------------------------------------------------------------------
     def turn(self, turn_id: str) -> dict[str, Any] | None:
-        rows = list(self.db["turns"].rows_where("id = ?", [turn_id], limit=1))
-        return rows[0] if rows else None
+        rows = self.sql.rows("select * from turns where id = ?", [turn_id])
+        return {k: v for k, v in rows[0].items() if k != "rowid"} if rows else None
 
     def session_state(self, session_id: str) -> str:
         """``'waiting'`` for a person, ``'assigned'`` to one, else ``'bot'`` (``'resolved'`` reads as ``'bot'``)."""
@@ -162,9 +125,9 @@ class FeedbackStore:
 
     def conversation_state(self, session_id: str) -> tuple[str, str, int]:
         """(state, agent, id of the event that set it): the latest state event of the session."""
-        row = self.db.execute(
+        row = self.sql.one(
             f"select event, author, id from session_events where session_id = ? and event in ({_STATE_SQL}) order by id desc limit 1", [session_id]
-        ).fetchone()
+        )
         if row is None or row[0] in ("resolved", "bot"):
             return ("bot", "", row[2] if row else 0)
         return (row[0], row[1] or "", row[2])
@@ -179,10 +142,10 @@ class FeedbackStore:
             where.append(f"event in ({', '.join('?' * len(kinds))})")
             params.extend(kinds)
         sql = f"select id, session_id, event, author, text, data, created_at from session_events where {' and '.join(where)} order by id limit ?"
-        return [{**r, "data": json.loads(r["data"] or "{}")} for r in self.db.query(sql, [*params, limit])]
+        return [{**r, "data": json.loads(r["data"] or "{}")} for r in self.sql.rows(sql, [*params, limit])]
 
     def last_event_id(self) -> int:
-        return int(self.db.execute("select coalesce(max(id), 0) from session_events").fetchone()[0])
+        return int(self.sql.one("select coalesce(max(id), 0) from session_events")[0])
 
     def open_conversations(self) -> list[dict[str, Any]]:
         """Conversations a person has (waiting or assigned), oldest wait first, with the bot's last reading of them."""
@@ -201,7 +164,7 @@ class FeedbackStore:
             where e.event in ('waiting', 'assigned')
             order by waiting_since
         """
-        return [dict(r) for r in self.db.query(sql)]
+        return self.sql.rows(sql)
 
     def session_turns(self, session_id: str) -> list[dict[str, Any]]:
         """Every turn of a session with its latest customer vote and comment, oldest first: the transcript's bot side."""
@@ -213,7 +176,7 @@ class FeedbackStore:
                    (select f.corrected_intent from feedback f where f.turn_id = t.id and f.corrected_intent != '' order by f.id desc limit 1) as label
             from turns t where t.session_id = ? order by t.created_at, t.rowid
         """
-        return [{**r, "sources": json.loads(r["sources"] or "[]")} for r in self.db.query(sql, [session_id])]
+        return [{**r, "sources": json.loads(r["sources"] or "[]")} for r in self.sql.rows(sql, [session_id])]
 
     def recent_votes(self, session_id: str, limit: int = 2) -> list[dict[str, Any]]:
         """The customer's latest vote on each of the session's last voted turns, newest first: how the customer feels.
@@ -228,51 +191,48 @@ class FeedbackStore:
                            where t2.session_id = :s and f2.source = 'customer' and f2.vote != 0 group by f2.turn_id)
             order by f.id desc limit :n
         """
-        return [dict(r) for r in self.db.query(sql, {"s": session_id, "n": limit})]
+        return self.sql.rows(sql, {"s": session_id, "n": limit})
 
     # ---- people: agents and contact addresses ---------------------------------------------
     def put_agent(self, name: str, password_hash: str) -> None:
-        with self._writing():
-            self.db["agents"].upsert({"name": name, "password_hash": password_hash, "created_at": utc_now()}, pk="name")
+        self.sql.execute(
+            "insert into agents (name, password_hash, created_at) values (?, ?, ?) "
+            "on conflict (name) do update set password_hash = excluded.password_hash, created_at = excluded.created_at",
+            [name, password_hash, utc_now()],
+        )
 
     def agent(self, name: str) -> dict[str, Any] | None:
-        rows = list(self.db["agents"].rows_where("name = ?", [name], limit=1))
+        rows = self.sql.rows("select name, password_hash, created_at, last_seen_at from agents where name = ?", [name])
         return rows[0] if rows else None
 
     def agents(self) -> list[dict[str, Any]]:
-        return list(self.db.query("select name, created_at, last_seen_at from agents order by name"))
+        return self.sql.rows("select name, created_at, last_seen_at from agents order by name")
 
     def delete_agent(self, name: str) -> bool:
-        with self._writing():
-            return self.db.execute("delete from agents where name = ?", [name]).rowcount > 0
+        return self.sql.execute("delete from agents where name = ?", [name]) > 0
 
     def agent_seen(self, name: str) -> None:
-        with self._writing():
-            self.db.execute("update agents set last_seen_at = ? where name = ?", [utc_now(), name])
+        self.sql.execute("update agents set last_seen_at = ? where name = ?", [utc_now(), name])
 
     def last_agent_seen(self) -> str | None:
-        return self.db.execute("select max(last_seen_at) from agents").fetchone()[0]
+        return self.sql.one("select max(last_seen_at) from agents")[0]
 
     def add_contact(self, session_id: str, contact: str, message: str) -> int:
         """A way to reach a customer no person could answer: kept only here (never in turns, exports or training)."""
-        with self._writing():
-            row = {"session_id": session_id, "contact": contact, "message": redact(message), "created_at": utc_now()}
-            return int(self.db["contacts"].insert(row).last_pk)
+        row = {"session_id": session_id, "contact": contact, "message": redact(message), "created_at": utc_now()}
+        return int(self.sql.insert("contacts", row))
 
     def contacts(self) -> list[dict[str, Any]]:
-        return list(self.db.query("select id, session_id, contact, message, created_at from contacts order by id"))
+        return self.sql.rows("select id, session_id, contact, message, created_at from contacts order by id")
 
     def delete_contact(self, contact_id: int) -> bool:
-        with self._writing():
-            return self.db.execute("delete from contacts where id = ?", [contact_id]).rowcount > 0
+        return self.sql.execute("delete from contacts where id = ?", [contact_id]) > 0
 
     def recent_turns(self, session_id: str, *, limit: int, since: str) -> list[dict[str, Any]]:
         """The session's last ``limit`` turns created after ``since`` (ISO time), newest first: a follow-up's context."""
-        return list(
-            self.db.query(
-                "select id, message, action, text from turns where session_id = ? and created_at > ? order by created_at desc, rowid desc limit ?",
-                [session_id, since, limit],
-            )
+        return self.sql.rows(
+            "select id, message, action, text from turns where session_id = ? and created_at > ? order by created_at desc, rowid desc limit ?",
+            [session_id, since, limit],
         )
 
     def intent_transitions(self, *, within_s: float) -> list[tuple[str, str, int]]:
@@ -281,7 +241,7 @@ class FeedbackStore:
         Turns whose latest customer vote is down do not count (a wrong answer is not what was asked),
         nor does a turn followed by the same intent (that is a rephrasing, not a next question).
         """
-        sql = """
+        sql = f"""
             with down as (
                 select turn_id from feedback where id in (select max(id) from feedback where source = 'customer' group by turn_id) and vote < 0
             ), answered as (
@@ -290,27 +250,170 @@ class FeedbackStore:
                 from turns where action = 'answer' and intent != ''
                 window w as (partition by session_id order by created_at, rowid)
             )
-            select prev_intent, intent, count(*) from answered
+            select prev_intent, intent, count(*) as n from answered
             where prev_intent is not null and prev_intent != intent
-              and (julianday(created_at) - julianday(prev_at)) * 86400 <= :within
+              and {self.dialect.seconds("created_at", "prev_at")} <= :within
               and id not in (select turn_id from down) and prev_id not in (select turn_id from down)
             group by prev_intent, intent
         """
-        return [(a, b, n) for a, b, n in self.db.execute(sql, {"within": within_s}).fetchall()]
+        return [(r["prev_intent"], r["intent"], int(r["n"])) for r in self.sql.rows(sql, {"within": within_s})]
+
+    # ---- tickets (the knowledge base's rows; its FAISS index lives beside them) -----------------
+    def insert_tickets(self, records: list[dict]) -> list[int]:
+        """Store new tickets in one transaction (identical ones, by ``question_key``, are skipped); the ids added."""
+        with self.sql.transaction():
+            start_id = (self.sql.one("select max(id) from tickets")[0] or 0) + 1
+            self.sql.insert_many("tickets", records, ignore_conflicts=True)
+        return self.ticket_ids(from_id=start_id)
+
+    def delete_ticket(self, ticket_id: int) -> bool:
+        return bool(self.sql.execute("delete from tickets where id = ?", [ticket_id]))
+
+    def ticket_ids(self, *, from_id: int | None = None, labelled: bool = False) -> list[int]:
+        """Ticket ids in order: all, those from ``from_id`` on, or those with an intent label."""
+        where, params = ["1 = 1"], []
+        if from_id is not None:
+            where.append("id >= ?")
+            params.append(from_id)
+        if labelled:
+            where.append("intent != ''")
+        return [row["id"] for row in self.sql.rows(f"select id from tickets where {' and '.join(where)} order by id", params)]
+
+    def tickets(self, ids: list[int]) -> dict[int, Ticket]:
+        """Tickets by id, in the order asked (unknown ids are left out)."""
+        found: dict[int, Ticket] = {}
+        cols = "id, question, answer, intent, created_at, source, external_id"
+        for start in range(0, len(ids), 900):  # SQLite caps bound parameters
+            chunk = [int(i) for i in ids[start : start + 900]]
+            marks = ",".join("?" * len(chunk))
+            for row in self.sql.rows(f"select {cols} from tickets where id in ({marks})", chunk):
+                found[row["id"]] = Ticket(**row)
+        return {i: found[i] for i in ids if i in found}
+
+    def ticket_intents(self) -> list[str]:
+        return [r["intent"] for r in self.sql.rows("select distinct intent from tickets where intent != '' order by intent")]
+
+    def first_ticket(self, intent: str) -> Ticket | None:
+        """The oldest ticket of an intent: the answer given when a customer picks that topic."""
+        row = self.sql.one("select id from tickets where intent = ? order by id limit 1", [intent])
+        return self.tickets([row[0]])[row[0]] if row else None
+
+    # ---- analytics (the admin console) ----------------------------------------------------------
+    def daily_activity(self) -> list[dict[str, Any]]:
+        return self.sql.rows(
+            """with turns_by_day as (select substr(created_at, 1, 10) as day, count(*) as turns from turns group by substr(created_at, 1, 10)),
+                    votes_by_day as (select substr(created_at, 1, 10) as day, count(*) as votes from feedback where vote != 0
+                                     group by substr(created_at, 1, 10))
+               select t.day, t.turns, coalesce(v.votes, 0) as votes from turns_by_day t left join votes_by_day v on v.day = t.day order by t.day"""
+        )
+
+    def down_rate_per_intent(self, limit: int = 20) -> list[dict[str, Any]]:
+        down = "sum(case when f.vote = -1 then 1 else 0 end)"
+        return self.sql.rows(
+            f"select t.intent, {down} as down, count(*) as votes, round(1.0 * {down} / count(*), 3) as down_rate "
+            "from feedback f join turns t on t.id = f.turn_id where f.vote != 0 and t.intent != '' "
+            "group by t.intent order by down_rate desc, down desc limit :limit",
+            {"limit": limit},
+        )
+
+    def confidence_histogram(self) -> list[dict[str, Any]]:
+        tenth = self.dialect.truncate("confidence * 10")
+        bucket = f"round(case when {tenth} > 9 then 9 else {tenth} end / 10.0, 1)"
+        where = "action != 'handoff' or confidence > 0"
+        return self.sql.rows(f"select {bucket} as bucket, count(*) as turns from turns where {where} group by bucket order by bucket")
+
+    def most_down_voted(self, limit: int = 10) -> list[dict[str, Any]]:
+        return self.sql.rows(
+            "select min(t.message) as message, t.intent, count(*) as down_votes from feedback f join turns t on t.id = f.turn_id "
+            "where f.vote = -1 group by lower(t.message), t.intent order by down_votes desc limit :limit",
+            {"limit": limit},
+        )
+
+    def review_queue(self, *, below_confidence: float, limit: int = 50) -> list[dict[str, Any]]:
+        """Down-voted and low-confidence turns that no reviewer has corrected yet, newest first."""
+        sql = f"""select t.id as turn_id, t.session_id, t.created_at, t.message, t.action, t.text as answer, t.intent,
+                        round(cast(t.confidence as numeric), 3) as confidence,
+                        (select min(f.vote) from feedback f where f.turn_id = t.id) as vote,
+                        (select {self.dialect.concat("f.comment", "' / '")} from feedback f where f.turn_id = t.id and f.comment != '') as comment
+                 from turns t
+                 where (exists (select 1 from feedback f where f.turn_id = t.id and f.vote = -1)
+                        or (t.confidence < :low and t.action != 'handoff'))
+                   and not exists (select 1 from feedback f where f.turn_id = t.id and f.source = 'reviewer')
+                 order by t.created_at desc limit :limit"""
+        return self.sql.rows(sql, {"low": below_confidence, "limit": limit})
+
+    def handoffs_per_version(self) -> dict[str, dict[str, Any]]:
+        """Per intent-model version: the sessions it served and how many of them were handed to a person."""
+        return {
+            r["model_version"]: r
+            for r in self.sql.rows(
+                "select model_version, count(distinct session_id) as sessions, "
+                "count(distinct case when action = 'handoff' then session_id end) as handed_off from turns group by model_version"
+            )
+        }
 
     def count(self, table: str) -> int:
-        return self.db[table].count
+        if table not in TABLES:
+            raise InputError(f"unknown table {table!r}")
+        return int(self.sql.one(f"select count(*) from {table}")[0])
+
+    # ---- moving an install (csbot db copy) --------------------------------------------------------
+    def table_rows(self, table: str, *, page: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every row of one of the store's tables in key order (turns in insertion order), a page at a time."""
+        if table not in TABLES:
+            raise InputError(f"unknown table {table!r}")
+        key, columns = COPY_KEYS[table], "rowid, *" if table == "turns" else "*"
+        last = None
+        while True:
+            where, params = ("", []) if last is None else (f"where {key} > ?", [last])
+            rows = self.sql.rows(f"select {columns} from {table} {where} order by {key} limit {int(page)}", params)
+            for row in rows:
+                yield {k: v for k, v in row.items() if k != "rowid"}
+            if len(rows) < page:
+                return
+            last = rows[-1][key]
+
+    def digest(self, table: str) -> tuple[int, str]:
+        """(rows, SHA-256 over every row's values in column-name order): equal on two engines iff the rows are."""
+        digest, count = hashlib.sha256(), 0
+        for row in self.table_rows(table):
+            digest.update(json.dumps([row[k] for k in sorted(row)], default=str).encode() + b"\n")
+            count += 1
+        return count, digest.hexdigest()
+
+    def copy_to(self, dest: FeedbackStore, *, batch: int = 5000, on_table: Callable[[str, int], None] | None = None) -> dict[str, dict[str, Any]]:
+        """Copy every row into an empty store (e.g. SQLite to PostgreSQL), then compare counts and digests per table."""
+        occupied = {t: n for t in TABLES if (n := dest.count(t))}
+        if occupied:
+            raise InputError(f"the destination already holds data ({', '.join(f'{n} {t}' for t, n in occupied.items())}); copy into an empty database")
+        for table in TABLES:
+            rows, copied = [], 0
+            for row in self.table_rows(table, page=batch):
+                rows.append(row)
+                if len(rows) == batch:
+                    dest.sql.insert_many(table, rows)
+                    copied, rows = copied + len(rows), []
+            if rows:
+                dest.sql.insert_many(table, rows)
+                copied += len(rows)
+            if on_table:
+                on_table(table, copied)
+        report = {}
+        for table in TABLES:
+            (n_src, h_src), (n_dst, h_dst) = self.digest(table), dest.digest(table)
+            report[table] = {"rows": n_src, "copied": n_dst, "sha256": h_src, "match": (n_src, h_src) == (n_dst, h_dst)}
+        return report
 
     def export_csv(self, out: TextIO) -> None:
         """Every vote with its (already redacted) turn, as CSV: what `csbot feedback export` and the admin export give."""
-        cursor = self.db.execute(
+        columns, rows = self.sql.cursor(
             """select f.id, f.created_at, f.turn_id, t.session_id, t.message, t.intent, t.confidence, t.action,
                       f.vote, f.comment, f.corrected_intent, f.source
                from feedback f join turns t on t.id = f.turn_id order by f.id"""
         )
         writer = csv.writer(out)
-        writer.writerow([d[0] for d in cursor.description])
-        writer.writerows(cursor)
+        writer.writerow(columns)
+        writer.writerows(rows)
 
     def feedback_rows(self, *, cutoff: str | None = None) -> Iterator[dict[str, Any]]:
         """Each voted turn with its latest vote (newer votes supersede older ones), up to ``cutoff``."""
@@ -322,4 +425,4 @@ class FeedbackStore:
             where f.id in (select max(f.id) from feedback f {where} group by f.turn_id, f.source)
             order by f.id
         """
-        yield from self.db.query(sql, {"cutoff": cutoff} if cutoff else {})
+        yield from self.sql.rows(sql, {"cutoff": cutoff} if cutoff else {})

@@ -130,7 +130,7 @@ class KnowledgeBase:
             count = self.count()
             if index is not None and index.size != count:
                 # Rows committed after the index was last saved have ids above its high-water mark.
-                missing = self._ids_where("id > ?", [index.meta.get("max_id", -1)])
+                missing = self.store.ticket_ids(from_id=index.meta.get("max_id", -1) + 1)
                 self._add_to_index(index, missing)
                 if index.size != count:
                     log.warning("ticket index out of step with the database (%d vs %d); rebuilding", index.size, count)
@@ -141,14 +141,11 @@ class KnowledgeBase:
             return self
 
     def _rebuild(self) -> TicketIndex:
-        ids = self._ids_where("1 = 1", [])
+        ids = self.store.ticket_ids()
         vectors = self._encode_ids(ids) if ids else np.zeros((0, self.encoder.dim), dtype=np.float32)
         index = TicketIndex.build(vectors, np.asarray(ids), encoder_name=self.encoder.name)
         index.save(self.index_dir)
         return index
-
-    def _ids_where(self, where: str, params: list) -> list[int]:
-        return [row[0] for row in self.store.db.execute(f"select id from tickets where {where} order by id", params)]
 
     def _encode_ids(self, ids: list[int]) -> np.ndarray:
         questions = [t.question for t in self.get(ids).values()]
@@ -230,11 +227,7 @@ class KnowledgeBase:
     def _insert(self, records: list[dict]) -> list[int]:
         """Store new tickets (identical ones are skipped) and add them to the index; the ids added."""
         with self._write_lock:
-            db = self.store.db
-            start_id = (db.execute("select max(id) from tickets").fetchone()[0] or 0) + 1
-            with db.conn:
-                db["tickets"].insert_all(records, ignore=True, batch_size=1000)
-            added = self._ids_where("id >= ?", [start_id])
+            added = self.store.insert_tickets(records)
             if self._index is not None:
                 self._add_to_index(self._index, added)
         if self._index is None:
@@ -244,9 +237,7 @@ class KnowledgeBase:
     def delete(self, ticket_id: int) -> bool:
         """Remove a ticket from the database and the index; False if it did not exist."""
         with self._write_lock:
-            db = self.store.db
-            with db.conn:
-                deleted = db.execute("delete from tickets where id = ?", [ticket_id]).rowcount
+            deleted = self.store.delete_ticket(ticket_id)
             if deleted and self._index is not None:
                 self._index.remove([ticket_id])
                 self._index.save(self.index_dir)
@@ -254,27 +245,19 @@ class KnowledgeBase:
 
     # ---- reads -----------------------------------------------------------------------------
     def count(self) -> int:
-        return self.store.db.execute("select count(*) from tickets").fetchone()[0]
+        return self.store.count("tickets")
 
     def get(self, ids: list[int]) -> dict[int, Ticket]:
         """Tickets by id, in the order asked (unknown ids are left out)."""
-        found: dict[int, Ticket] = {}
-        cols = "id, question, answer, intent, created_at, source, external_id"
-        for start in range(0, len(ids), 900):  # SQLite caps bound parameters
-            chunk = [int(i) for i in ids[start : start + 900]]
-            marks = ",".join("?" * len(chunk))
-            for row in self.store.db.execute(f"select {cols} from tickets where id in ({marks})", chunk):
-                found[row[0]] = Ticket(*row)
-        return {i: found[i] for i in ids if i in found}
+        return self.store.tickets(ids)
 
     def intents(self) -> list[str]:
         """The intents the tickets name: what a reviewer's or an agent's label may be."""
-        return [r[0] for r in self.store.db.execute("select distinct intent from tickets where intent != '' order by intent")]
+        return self.store.ticket_intents()
 
     def labelled(self) -> list[Ticket]:
         """All tickets with an intent label, in id order (the intent model's training data)."""
-        ids = self._ids_where("intent != ''", [])
-        return list(self.get(ids).values())
+        return list(self.get(self.store.ticket_ids(labelled=True)).values())
 
     def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[Ticket, float]]]:
         """Top-``k`` tickets with cosine similarity for each query vector."""

@@ -41,7 +41,7 @@ def small_tickets(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def ready_home(tmp_path_factory, small_tickets) -> Path:
     """A home with the small knowledge base ingested, indexed and a quick intent model serving (built once)."""
-    from training.retrain import ensure_ready
+    from csbot.wiring import ensure_ready
 
     home = tmp_path_factory.mktemp("home")
     ensure_ready(Settings(home=home, default_tickets=small_tickets))
@@ -63,10 +63,33 @@ def settings(home) -> Settings:
 
 @pytest.fixture
 def assistant(settings):
-    from bot.assistant import Assistant
+    from csbot.wiring import open_assistant
 
-    return Assistant.from_settings(settings).warm_up()
+    return open_assistant(settings).warm_up()
 
 
 def with_thresholds(settings: Settings, answer: float, handoff: float) -> Settings:
     return replace(settings, answer_threshold=answer, handoff_threshold=handoff, thresholds_from_model=False)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the whole run (tests/servers.py); each test takes a fresh database on it."""
+    import tempfile
+
+    from tests.servers import PostgresServer
+
+    # Not under pytest's folder: that one is private to root, and the server runs as the postgres user.
+    folder = Path(tempfile.mkdtemp(prefix="csbot-postgres-"))
+    server = PostgresServer(folder).start()
+    yield server
+    server.stop("immediate")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """Where a store lives, once per engine: the contract tests run every case on both."""
+    if request.param == "sqlite":
+        return str(tmp_path / "csbot.db")
+    return request.getfixturevalue("postgres").create_database()

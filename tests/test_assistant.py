@@ -4,11 +4,10 @@ import sqlite3
 
 import pytest
 
-from bot.assistant import Assistant
 from core.errors import InputError, UnknownTurn
 from core.registry import ModelRegistry
+from csbot.wiring import open_assistant, retrain
 from tests.conftest import with_thresholds
-from training.retrain import retrain
 from training.train_intent import IntentTrainConfig
 
 
@@ -27,7 +26,7 @@ def test_lost_card_is_answered_with_sources(assistant, settings):
 
 
 def test_low_confidence_clarifies_with_top_three(settings):
-    assistant = Assistant.from_settings(with_thresholds(settings, answer=1.0, handoff=0.0))
+    assistant = open_assistant(with_thresholds(settings, answer=1.0, handoff=0.0))
     reply = assistant.respond("my card")
     assert reply.action == "clarify" and len(reply.suggestions) == 3
     chosen = reply.suggestions[1].intent
@@ -37,7 +36,7 @@ def test_low_confidence_clarifies_with_top_three(settings):
 
 
 def test_very_low_confidence_offers_a_person(settings):
-    assistant = Assistant.from_settings(with_thresholds(settings, answer=1.0, handoff=1.0))
+    assistant = open_assistant(with_thresholds(settings, answer=1.0, handoff=1.0))
     reply = assistant.respond("what's the weather in Paris")
     assert reply.action == "handoff" and "talk to a person" in reply.text
 
@@ -48,7 +47,7 @@ def test_serving_uses_the_thresholds_the_model_chose_on_validation(assistant, se
     assert 0 < chosen["handoff"] <= chosen["answer"] < 1
     assert assistant.thresholds(classifier) == (chosen["answer"], chosen["handoff"])
     assert assistant.health()["thresholds"] == {"answer": chosen["answer"], "handoff": chosen["handoff"]}
-    by_hand = Assistant.from_settings(with_thresholds(settings, answer=0.7, handoff=0.1))
+    by_hand = open_assistant(with_thresholds(settings, answer=0.7, handoff=0.1))
     assert by_hand.thresholds(classifier) == (0.7, 0.1)  # a threshold set by hand (CSBOT_*_THRESHOLD) wins
 
 

@@ -243,7 +243,7 @@ def test_a_person_answers_in_the_widget_live_and_the_bot_learns_it(browser, read
     from core.config import Settings
     from core.registry import ModelRegistry
     from core.store import FeedbackStore
-    from training.retrain import retrain
+    from csbot.wiring import retrain
     from training.train_intent import IntentTrainConfig
 
     home = tmp_path / "home"

@@ -4,7 +4,7 @@ import json
 
 from click.testing import CliRunner
 
-from bot.cli import cli
+from csbot.cli import cli
 
 
 def run(home, *args):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bot.cli import cli
+from csbot.cli import cli
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

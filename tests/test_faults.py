@@ -18,15 +18,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.api import create_api
-from bot.assistant import Assistant
 from core.registry import ModelRegistry
+from csbot.wiring import open_assistant
 from tests.test_cli import run
 from tests.test_server import free_port, start_server
 
 
 def spawn_server(home, port: int) -> subprocess.Popen:
     env = {**os.environ, "CSBOT_HOME": str(home), "CSBOT_PORT": str(port), "CSBOT_RATE_LIMIT": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "csbot", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -90,7 +90,7 @@ def test_a_retrain_killed_midway_changes_nothing_serving(home, settings):
     registry = ModelRegistry(settings.models_dir)
     before = registry.current_version("intent"), [v["version"] for v in registry.versions("intent")]
     env = {**os.environ, "CSBOT_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "train", "--epochs", "3"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "csbot", "train", "--epochs", "3"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     intent_dir = settings.models_dir / "intent"
     while time.time() < deadline and not any(p.name.startswith(".staging-") for p in intent_dir.iterdir()):
@@ -100,7 +100,7 @@ def test_a_retrain_killed_midway_changes_nothing_serving(home, settings):
     proc.kill()
     proc.wait(10)
     assert (registry.current_version("intent"), [v["version"] for v in registry.versions("intent")]) == before
-    assistant = Assistant.from_settings(settings).warm_up()
+    assistant = open_assistant(settings).warm_up()
     assert assistant.respond("I lost my card").model_version == before[0]
     listing = run(home, "models", "list")
     assert listing.exit_code == 0 and ".staging" not in listing.output
@@ -117,7 +117,7 @@ def test_version_names_cannot_leave_the_model_folder(home, settings, version):
 def test_admin_api_refuses_path_like_versions(home, settings, monkeypatch):
     monkeypatch.setenv("CSBOT_ADMIN_USER", "admin")
     monkeypatch.setenv("CSBOT_ADMIN_PASSWORD", "s3cret-pass")
-    client = TestClient(create_api(Assistant.from_settings(replace(settings, rate_limit=0))), raise_server_exceptions=False)
+    client = TestClient(create_api(open_assistant(replace(settings, rate_limit=0))), raise_server_exceptions=False)
     for version in ("../../etc", "v0001/../../x", "%2e%2e%2fetc"):
         r = client.post("/api/v1/admin/models/promote", json={"version": version, "kind": "intent"}, auth=("admin", "s3cret-pass"))
         assert 400 <= r.status_code < 500 and "Traceback" not in r.text, (version, r.status_code)

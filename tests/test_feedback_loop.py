@@ -9,14 +9,13 @@ import time
 import pytest
 import torch
 
-from bot.assistant import Assistant
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from core.types import Feedback, Reply
+from csbot.wiring import open_assistant, retrain
 from training import retrain as retrain_module
 from training.data import Example
 from training.feedback import FeedbackFilter, build_feedback_dataset
-from training.retrain import retrain
 from training.train_intent import IntentTrainConfig, example_loss
 
 LABELS = {"lost_or_stolen_card", "card_arrival", "exchange_rate"}
@@ -117,7 +116,7 @@ def test_a_crash_in_training_leaves_serving_and_database_untouched(settings, mon
     assert registry.current_version("intent") == "v0001"
     assert [c["version"] for c in registry.versions("intent")] == ["v0001"]
     assert sqlite3.connect(settings.db_path).execute("select count(*) from feedback").fetchone()[0] == before
-    assert Assistant.from_settings(settings).respond("I lost my card").model_version == "v0001"
+    assert open_assistant(settings).respond("I lost my card").model_version == "v0001"
     assert registry.clean_staging("intent") == 1  # the next retrain sweeps the half-written folder
 
 

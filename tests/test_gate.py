@@ -9,11 +9,11 @@ import pytest
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from core.types import Feedback, Reply
+from csbot.wiring import retrain
 from retrieval.ranker import Ranker
 from training import retrain as retrain_module
 from training.gate import MIN_CONFIDENT_VOTES, Outcomes, decide, drift_tolerance, ranker_gate, significantly_worse, suspect_votes
 from training.live_slice import LiveSlice, in_live_slice
-from training.retrain import retrain
 from training.train_intent import IntentTrainConfig
 
 

@@ -15,6 +15,7 @@ from bot.assistant import OUT_OF_SCOPE_TEXT, Assistant
 from bot.handoff import OfficeHours
 from bot.mood import OFFER_TEXT, angry
 from core.errors import InputError
+from csbot.wiring import open_assistant
 from tests.conftest import with_thresholds
 
 
@@ -79,7 +80,7 @@ def test_actions_out_of_turn_are_refused_plainly(assistant):
 
 
 def test_unsure_twice_in_a_row_hands_off_to_a_person(settings):
-    assistant = Assistant.from_settings(with_thresholds(settings, answer=1.0, handoff=1.0))
+    assistant = open_assistant(with_thresholds(settings, answer=1.0, handoff=1.0))
     first = assistant.respond("what's the weather in Paris")
     assert first.text == OUT_OF_SCOPE_TEXT and first.offer_person and first.state == "bot"  # rephrase, or ask for a person
     second = assistant.respond("and in Rome?", first.session_id)
@@ -142,7 +143,7 @@ def test_a_long_wait_offers_to_leave_a_message_kept_apart_from_everything_else(a
 def test_nobody_online_or_outside_hours_is_said_honestly(assistant, settings):
     text = assistant.handoff(assistant.respond("I lost my card").session_id)
     assert "No one from our support team is online" in text  # no agent has ever been at the inbox
-    closed = Assistant.from_settings(replace(settings, handoff_hours="mon-fri 09:00-17:00 UTC", agent_away_minutes=0))
+    closed = open_assistant(replace(settings, handoff_hours="mon-fri 09:00-17:00 UTC", agent_away_minutes=0))
     hours = OfficeHours("mon-fri 09:00-17:00 UTC")
     saturday = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)
     assert not hours.open_at(saturday) and hours.open_at(datetime(2026, 11, 27, 16, 59, tzinfo=timezone.utc))
@@ -170,7 +171,7 @@ def test_a_hanging_webhook_never_holds_up_the_customer(settings):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        assistant = Assistant.from_settings(replace(settings, handoff_webhook=url))
+        assistant = open_assistant(replace(settings, handoff_webhook=url))
         reply = assistant.respond("can I speak to an agent")  # returns while the webhook still hangs
         assert reply.state == "waiting" and _Hook.bodies == []
         _Hook.release.set()
@@ -201,7 +202,7 @@ def test_in_the_simulation_every_handoff_is_answered_by_a_person_who_labels_it(s
 
     from benchmarks.feedback_loop import simulate_round
 
-    assistant = Assistant.from_settings(with_thresholds(settings, answer=1.0, handoff=1.0))  # every question is handed off
+    assistant = open_assistant(with_thresholds(settings, answer=1.0, handoff=1.0))  # every question is handed off
     queries = [
         {"question": "I lost my card", "intent": "lost_or_stolen_card"},
         {"question": "when will my card arrive", "intent": "card_arrival"},

@@ -12,15 +12,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.api import create_api
-from bot.assistant import Assistant
 from core.store import FeedbackStore
+from csbot.wiring import open_assistant
 
 MB = 1024 * 1024
 
 
 @pytest.fixture
 def client(settings):
-    assistant = Assistant.from_settings(replace(settings, rate_limit=0)).warm_up()
+    assistant = open_assistant(replace(settings, rate_limit=0)).warm_up()
     return TestClient(create_api(assistant), raise_server_exceptions=False)
 
 
@@ -105,7 +105,7 @@ def test_a_replayed_vote_is_recorded_once(client, settings):
 
 
 def test_ten_thousand_requests_from_one_client_are_rate_limited(settings):
-    assistant = Assistant.from_settings(replace(settings, rate_limit=60, trust_forwarded_for=True))
+    assistant = open_assistant(replace(settings, rate_limit=60, trust_forwarded_for=True))
     client = TestClient(create_api(assistant), raise_server_exceptions=False)
     codes: dict[int, int] = {}
     for _ in range(10_000):
@@ -119,7 +119,7 @@ def test_ten_thousand_requests_from_one_client_are_rate_limited(settings):
 
 
 def test_a_full_server_says_busy_instead_of_piling_up(settings):
-    assistant = Assistant.from_settings(replace(settings, max_pending=1, rate_limit=0)).warm_up()
+    assistant = open_assistant(replace(settings, max_pending=1, rate_limit=0)).warm_up()
     inside, release = threading.Event(), threading.Event()
     respond = assistant.respond
 
@@ -142,7 +142,7 @@ def test_a_full_server_says_busy_instead_of_piling_up(settings):
 
 
 def test_a_locked_database_gives_a_plain_503_and_serving_goes_on(settings):
-    assistant = Assistant.from_settings(replace(settings, db_busy_timeout_s=0.2, rate_limit=0)).warm_up()
+    assistant = open_assistant(replace(settings, db_busy_timeout_s=0.2, rate_limit=0)).warm_up()
     client = TestClient(create_api(assistant), raise_server_exceptions=False)
     locker = sqlite3.connect(settings.db_path, timeout=0.1)
     locker.execute("BEGIN EXCLUSIVE")
@@ -156,11 +156,11 @@ def test_a_locked_database_gives_a_plain_503_and_serving_goes_on(settings):
 
 
 def test_a_full_disk_gives_a_plain_503_and_keeps_what_was_stored(settings):
-    client = TestClient(create_api(Assistant.from_settings(replace(settings, rate_limit=0)).warm_up()))
+    client = TestClient(create_api(open_assistant(replace(settings, rate_limit=0)).warm_up()))
     first = client.post("/api/v1/chat", json={"message": "I lost my card"}).json()
     size_mb = (settings.db_path.stat().st_size + settings.db_path.with_name("csbot.db-wal").stat().st_size) / 2**20
     # A quota just above the current size: SQLite answers SQLITE_FULL ("database or disk is full"), as on a full disk.
-    full = Assistant.from_settings(replace(settings, rate_limit=0, db_max_mb=size_mb + 0.05)).warm_up()
+    full = open_assistant(replace(settings, rate_limit=0, db_max_mb=size_mb + 0.05)).warm_up()
     client = TestClient(create_api(full), raise_server_exceptions=False)
     codes = [client.post("/api/v1/chat", json={"message": f"{i} " + "card " * 380}).status_code for i in range(60)]
     assert 503 in codes and set(codes) <= {200, 503}, codes

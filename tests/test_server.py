@@ -34,7 +34,7 @@ def home(ready_home, tmp_path_factory):
 def start_server(home, port: int, **extra_env: str):
     """Run ``csbot serve`` on ``port`` until the block ends; yields the base URL."""
     env = {**os.environ, "CSBOT_HOME": str(home), "CSBOT_PORT": str(port), **extra_env}
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "csbot", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:

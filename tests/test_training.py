@@ -3,10 +3,10 @@ from __future__ import annotations
 import torch
 
 from core.registry import ModelRegistry
+from csbot.wiring import retrain
 from retrieval.encoder import base_model_path
 from retrieval.intent import IntentClassifier
 from training.data import Example, is_validation, split_tickets
-from training.retrain import retrain
 from training.train_intent import IntentTrainConfig, calibrate_temperature, train_intent_model
 
 TRAIN = [

@@ -16,13 +16,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 
 from core.config import Settings
 from core.next_questions import WINDOW_S as NEXT_WINDOW_S
 from core.next_questions import NextQuestions
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
-from retrieval.encoder import Encoder, base_model_path
+from retrieval.encoder import base_model_path
 from retrieval.intent import IntentClassifier
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.metrics import classification_metrics
@@ -97,17 +99,26 @@ def retrain(
     settings: Settings,
     cfg: IntentTrainConfig = IntentTrainConfig(),
     *,
+    kb: KnowledgeBase,
+    registry: ModelRegistry,
     from_feedback: bool = False,
     feedback_filter: FeedbackFilter = FeedbackFilter(),
     on_step: Callable[[str], None] = log.info,
 ) -> RetrainResult:
-    """Train an intent model candidate; promote it if the gate (``training.gate``) lets it through."""
-    store = FeedbackStore(settings.db_path)
-    registry = ModelRegistry(settings.models_dir)
-    registry.clean_staging(KIND)
-    registry.clean_staging(RANKER)
-    kb = KnowledgeBase(store, index_dir=settings.index_dir, encoder=Encoder())
-    cutoff = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    """Train an intent model candidate; promote it if the gate (``training.gate``) lets it through.
+
+    The knowledge base (with its store) and the registry come built from the settings (``csbot.wiring``).
+    """
+    store = kb.store
+    # Under `accelerate launch --num_processes N` every process runs this function: all of them train (data
+    # parallel, same data: the main process's feedback cutoff is broadcast), the main one alone evaluates,
+    # publishes and promotes. On one process the calls below are no-ops.
+    state = PartialState()
+    if state.is_main_process:
+        registry.clean_staging(KIND)
+        registry.clean_staging(RANKER)
+    state.wait_for_everyone()
+    cutoff = broadcast_object_list([datetime.now(timezone.utc).isoformat(timespec="milliseconds")])[0]
 
     # 1. Data: labelled tickets (always replayed, so nothing learnt before is forgotten) + feedback outside the
     #    live slice. The live slice's labels are only ever evaluated on, also when training ignores feedback.
@@ -125,8 +136,10 @@ def retrain(
     # 2. Start from the serving model when there is one (continual learning), else the packaged encoder.
     serving_version = registry.current_version(KIND)
     init_dir = base_model_path() if serving_version is None or cfg.quick else registry.path(KIND, serving_version)
-    staging = registry.staging_dir(KIND)
+    staging = Path(broadcast_object_list([str(registry.staging_dir(KIND)) if state.is_main_process else ""])[0])
     facts = train_intent_model(train, val, init_dir=init_dir, out_dir=staging, cfg=cfg)
+    if not state.is_main_process:
+        return RetrainResult("", False, "a worker process: the main process evaluates, publishes and promotes", {}, None, None, "worker")
 
     # 3. Evaluate the candidate, serving and the recent chain on the same sets; the gate decides.
     candidate = score_model(staging, val, live, seeds)
@@ -280,15 +293,13 @@ def _summary(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in ("per_intent", "correct")}
 
 
-def ensure_ready(settings: Settings, *, on_step: Callable[[str], None] = log.info) -> None:
+def ensure_ready(settings: Settings, *, kb: KnowledgeBase, registry: ModelRegistry, on_step: Callable[[str], None] = log.info) -> None:
     """First start: load the bundled tickets, build the index and train the quick model. Later starts: nothing."""
-    store = FeedbackStore(settings.db_path)
-    kb = KnowledgeBase(store, index_dir=settings.index_dir, encoder=Encoder())
     if kb.count() == 0:
         on_step(f"first start: ingesting {settings.default_tickets} and building the index (about a minute)")
         report = kb.ingest(settings.default_tickets, question_col="question", answer_col="answer", intent_col="intent", id_col="id")
         on_step(report.summary())
     kb.open()
-    if ModelRegistry(settings.models_dir).current_version(KIND) is None:
+    if registry.current_version(KIND) is None:
         on_step("first start: training the quick intent model (frozen encoder + cosine head)")
-        retrain(settings, replace(IntentTrainConfig(), quick=True), on_step=on_step)
+        retrain(settings, replace(IntentTrainConfig(), quick=True), kb=kb, registry=registry, on_step=on_step)

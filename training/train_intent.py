@@ -1,6 +1,8 @@
 """Fine-tune the intent classifier with HF accelerate, in the shape of accelerate's ``nlp_example.py``.
 
-Runs unchanged on a CPU, one GPU (bf16 when supported) or many (``accelerate launch -m training.train_intent``).
+Runs unchanged on a CPU, one GPU (bf16 when supported) or several processes: ``accelerate launch
+--num_processes N -m csbot train`` (data parallel; ``batch_size`` is the global batch, split across the
+processes, so N processes take the same steps as one and reach the same accuracy).
 Two modes share one function: ``quick`` trains only the cosine head on frozen embeddings (seconds; the
 first model a fresh install serves), the full mode fine-tunes the encoder too.
 """
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, BertConfig, get_linear_schedule_with_warmup
@@ -216,6 +220,7 @@ def train_intent_model(
     project = ProjectConfiguration(project_dir=str(checkpoint_dir), automatic_checkpoint_naming=True, total_limit=2) if checkpoint_dir else None
     accelerator = Accelerator(
         cpu=cfg.cpu,
+        dataloader_config=DataLoaderConfiguration(split_batches=True),  # the batch size is global: N processes share it
         mixed_precision="bf16" if use_bf16 else "no",
         gradient_accumulation_steps=cfg.grad_accum,
         project_config=project,
@@ -291,6 +296,8 @@ def train_intent_model(
         "train_seconds": round(time.perf_counter() - started, 2),
         "device": str(accelerator.device),
         "mixed_precision": accelerator.mixed_precision,
+        "num_processes": accelerator.num_processes,
+        "processes": gather_object([f"rank {accelerator.process_index}: pid {os.getpid()} on {socket.gethostname()} ({accelerator.device})"]),
     }
 
 

@@ -1,4 +1,4 @@
-"""The ``csbot`` command line. Every command is a thin layer over the Assistant, the knowledge base,
+"""The ``csbot`` command line (``python -m csbot``). Every command is a thin layer over the Assistant, the knowledge base,
 the registry or the retraining command; errors become one plain sentence and exit code 1.
 """
 
@@ -39,12 +39,13 @@ def _echo_json(obj) -> None:
 
 @click.group(cls=PlainErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", type=click.Path(path_type=Path), default=None, help="Folder for the database, index and models [env CSBOT_HOME; default ./var]")
+@click.option("--database-url", default=None, help="postgresql://… to keep the data in PostgreSQL [env CSBOT_DATABASE_URL; default: SQLite in home]")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress")
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, verbose: bool) -> None:
+def cli(ctx: click.Context, home: Path | None, database_url: str | None, verbose: bool) -> None:
     """csbot: a customer-service bot that answers from historical tickets and learns from votes."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    ctx.obj = {"settings": Settings.from_env(home=home)}
+    ctx.obj = {"settings": Settings.from_env(home=home, database_url=database_url)}
 
 
 @cli.command()
@@ -63,10 +64,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
 
     from bot.admin import admin_credentials
     from bot.api import create_app
-    from bot.assistant import Assistant
-    from training.retrain import ensure_ready  # the first start trains; serving itself never imports training
+    from csbot.wiring import ensure_ready, open_assistant
 
-    settings = Settings.from_env(home=_settings(ctx).home, host=host, port=port)
+    settings = Settings.from_env(home=_settings(ctx).home, database_url=_settings(ctx).database_url or None, host=host, port=port)
     if admin_credentials() is None:
         local = settings.host in ("127.0.0.1", "localhost", "::1")
         click.echo(
@@ -74,14 +74,15 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
             + ("" if local else "; this server is reachable from other machines"),
             err=True,
         )
-    ensure_ready(settings, on_step=lambda m: click.echo(f"csbot: {m}", err=True))
+    parts = ensure_ready(settings, on_step=lambda m: click.echo(f"csbot: {m}", err=True))
     if workers < 1:
         raise click.UsageError("--workers must be at least 1")
     if workers > 1:
         os.environ["CSBOT_HOME"] = str(settings.home)  # the worker processes build their settings from the environment
+        os.environ["CSBOT_DATABASE_URL"] = settings.database_url
         click.echo(f"csbot: {workers} workers on http://{settings.host}:{settings.port}/", err=True)
         uvicorn.run(
-            "bot.api:app_from_env",
+            "csbot.wiring:app_from_env",
             factory=True,
             workers=workers,
             host=settings.host,
@@ -90,7 +91,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
             timeout_graceful_shutdown=GRACEFUL_S,
         )
         return
-    assistant = Assistant.from_settings(settings).warm_up()
+    assistant = open_assistant(settings, parts).warm_up()
     gc.freeze()  # the models and start-up objects never die: keep them out of every garbage collection (shorter pauses)
     click.echo(f"csbot: serving model {assistant.model_version} on http://{settings.host}:{settings.port}/", err=True)
     uvicorn.run(create_app(assistant), host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_S)
@@ -109,10 +110,9 @@ def ingest(ctx, file: Path, question_col: str, answer_col: str, intent_col: str 
 
     Example: csbot ingest tickets.csv --question-col subject --answer-col reply --intent-col category
     """
-    from bot.assistant import Assistant
+    from csbot.wiring import open_parts
 
-    assistant = Assistant.from_settings(_settings(ctx))
-    report = assistant.kb.ingest(file, question_col=question_col, answer_col=answer_col, intent_col=intent_col, id_col=id_col, source=source)
+    report = open_parts(_settings(ctx)).kb.ingest(file, question_col=question_col, answer_col=answer_col, intent_col=intent_col, id_col=id_col, source=source)
     click.echo(report.summary())
 
 
@@ -129,9 +129,9 @@ def tickets_delete(ctx, ticket_id: int) -> None:
 
     Example: csbot tickets delete 1533
     """
-    from bot.assistant import Assistant
+    from csbot.wiring import open_parts
 
-    if not Assistant.from_settings(_settings(ctx)).kb.delete(ticket_id):
+    if not open_parts(_settings(ctx)).kb.delete(ticket_id):
         raise click.ClickException(f"there is no ticket {ticket_id}")
     click.echo(f"deleted ticket {ticket_id}")
 
@@ -145,9 +145,9 @@ def ask(ctx, message: str, session: str | None) -> None:
 
     Example: csbot ask "I lost my card, what do I do?"
     """
-    from bot.assistant import Assistant
+    from csbot.wiring import open_assistant
 
-    _echo_json(Assistant.from_settings(_settings(ctx)).respond(message, session).to_dict())
+    _echo_json(open_assistant(_settings(ctx)).respond(message, session).to_dict())
 
 
 @cli.command()
@@ -161,15 +161,31 @@ def ask(ctx, message: str, session: str | None) -> None:
 def train(ctx, from_feedback: bool, epochs: int, max_steps: int | None, batch_size: int, quick: bool, seed: int) -> None:
     """Retrain the intent model, evaluate it against the serving version, promote it if not worse.
 
+    On several processes or GPUs, data parallel: `accelerate launch --num_processes 2 -m csbot train`
+    (the main process alone evaluates, publishes and promotes; --batch-size is the global batch).
+
     Example: csbot train --from-feedback --epochs 3
     """
-    from training.retrain import ensure_ready, retrain
+    from accelerate import PartialState
+
+    from csbot.wiring import ensure_ready, is_ready, open_parts
+    from training.retrain import retrain
     from training.train_intent import IntentTrainConfig
 
     cfg = IntentTrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, quick=quick, seed=seed)
-    say = lambda m: click.echo(m, err=True)  # noqa: E731
-    ensure_ready(_settings(ctx), on_step=say)  # a fresh home: the bundled tickets and the quick model first, as `serve` does
-    result = retrain(_settings(ctx), cfg, from_feedback=from_feedback, on_step=say)
+    state = PartialState()
+    say = (lambda m: click.echo(m, err=True)) if state.is_main_process else (lambda m: None)  # noqa: E731
+    if state.num_processes == 1:
+        parts = ensure_ready(_settings(ctx), on_step=say)  # a fresh home: the bundled tickets and the quick model first, as `serve` does
+    else:
+        parts = open_parts(_settings(ctx))
+        if not is_ready(parts):
+            raise click.ClickException("this home has no tickets or no model yet: run `csbot train` once on one process first (the first start)")
+        if batch_size % state.num_processes:
+            raise click.ClickException(f"--batch-size {batch_size} must be a multiple of the {state.num_processes} processes (it is the global batch)")
+    result = retrain(parts.settings, cfg, kb=parts.kb, registry=parts.registry, from_feedback=from_feedback, on_step=say)
+    if not state.is_main_process:
+        return
     _echo_json({"version": result.version, "promoted": result.promoted, "rule": result.rule, "reason": result.reason, "ranker": result.ranker})
 
 
@@ -187,11 +203,11 @@ def evaluate(ctx, file: Path, question_col: str, intent_col: str, json_out: Path
 
     Example: csbot eval data/eval.csv --json report.json
     """
-    from bot.assistant import Assistant
     from bot.evaluation import evaluate_file
+    from csbot.wiring import open_assistant
 
     png = json_out.with_suffix(".confusion.png") if json_out else None
-    report = evaluate_file(Assistant.from_settings(_settings(ctx)).warm_up(), file, question_col=question_col, intent_col=intent_col, confusion_png=png)
+    report = evaluate_file(open_assistant(_settings(ctx)).warm_up(), file, question_col=question_col, intent_col=intent_col, confusion_png=png)
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
     _echo_json({k: v for k, v in report.items() if k != "per_intent"})
@@ -213,9 +229,9 @@ def models_list(ctx, kind: str) -> None:
 
     Example: csbot models list
     """
-    from core.registry import ModelRegistry
+    from csbot.wiring import open_registry
 
-    for card in ModelRegistry(_settings(ctx).models_dir).versions(kind):
+    for card in open_registry(_settings(ctx)).versions(kind):
         metrics = card.get("metrics") or {}
         score = (metrics.get("validation") or {}).get("accuracy") if kind == "intent" else metrics.get("hit_at_1")
         gate = card.get("gate", {})
@@ -235,9 +251,9 @@ def models_promote(ctx, version: str, kind: str) -> None:
 
     Example: csbot models promote v0002
     """
-    from core.registry import ModelRegistry
+    from csbot.wiring import open_registry
 
-    ModelRegistry(_settings(ctx).models_dir).promote(kind, version, reason="manual promote")
+    open_registry(_settings(ctx)).promote(kind, version, reason="manual promote")
     click.echo(f"serving {kind} model {version}")
 
 
@@ -249,9 +265,9 @@ def models_rollback(ctx, kind: str) -> None:
 
     Example: csbot models rollback
     """
-    from core.registry import ModelRegistry
+    from csbot.wiring import open_registry
 
-    click.echo(f"serving {kind} model {ModelRegistry(_settings(ctx).models_dir).rollback(kind)}")
+    click.echo(f"serving {kind} model {open_registry(_settings(ctx)).rollback(kind)}")
 
 
 @cli.group()
@@ -269,14 +285,14 @@ def feedback_correct(ctx, turn_id: str, intent: str, comment: str) -> None:
 
     Example: csbot feedback correct 3f2a... --intent lost_or_stolen_card
     """
-    from core.store import FeedbackStore
     from core.types import Feedback
+    from csbot.wiring import open_parts
 
-    store = FeedbackStore(_settings(ctx).db_path)
-    known = {r[0] for r in store.db.execute("select distinct intent from tickets where intent != ''")}
+    parts = open_parts(_settings(ctx))
+    known = parts.kb.intents()
     if intent not in known:
-        raise click.ClickException(f"unknown intent {intent!r}; known intents: {', '.join(sorted(known)[:10])}, ...")
-    row = store.append_feedback(Feedback(turn_id, 0, comment=comment, corrected_intent=intent, source="reviewer"))
+        raise click.ClickException(f"unknown intent {intent!r}; known intents: {', '.join(known[:10])}, ...")
+    row = parts.store.append_feedback(Feedback(turn_id, 0, comment=comment, corrected_intent=intent, source="reviewer"))
     click.echo(f"recorded correction {row}: turn {turn_id} -> {intent}")
 
 
@@ -288,14 +304,63 @@ def feedback_export(ctx, output: Path | None) -> None:
 
     Example: csbot feedback export -o votes.csv
     """
-    from core.store import FeedbackStore
+    from csbot.wiring import open_store
 
-    store = FeedbackStore(_settings(ctx).db_path)
+    store = open_store(_settings(ctx))
     if output is None:
         store.export_csv(sys.stdout)
         return
     with output.open("w", newline="") as out:
         store.export_csv(out)
+
+
+@cli.group(name="db")
+def database() -> None:
+    """The database: bring its schema up to date, or move an install to PostgreSQL."""
+
+
+@database.command(name="upgrade")
+@click.pass_context
+def db_upgrade(ctx) -> None:
+    """Apply the schema migrations not applied yet (every command does on open; run this before a rollout).
+
+    Example: CSBOT_DATABASE_URL=postgresql://csbot@db/csbot csbot db upgrade
+    """
+    from core.config import redact_url
+    from csbot.wiring import open_store
+
+    settings = _settings(ctx)
+    store = open_store(settings)
+    applied = store.sql.migrations_applied()
+    click.echo(f"{redact_url(settings.database)}: schema up to date ({len(applied)} migrations, last {applied[-1] if applied else 'none'})")
+
+
+@database.command(name="copy")
+@click.option("--to", "target", required=True, help="The empty database to copy into, e.g. postgresql://csbot:…@db/csbot")
+@click.pass_context
+def db_copy(ctx, target: str) -> None:
+    """Copy every row of this install's database into another (an empty one), then check counts and SHA-256 per table.
+
+    Then serve from the copy: set CSBOT_DATABASE_URL to the same URL. Stop the servers first: rows written
+    during the copy would stay behind.
+
+    Example: csbot db copy --to postgresql://csbot:secret@db.internal/csbot
+    """
+    from core.config import redact_url
+    from core.store import FeedbackStore
+    from csbot.wiring import open_store
+
+    settings = _settings(ctx)
+    if target == settings.database:
+        raise click.ClickException("the source and the destination are the same database")
+    source, dest = open_store(settings), FeedbackStore(target, busy_timeout_s=settings.db_busy_timeout_s)
+    click.echo(f"copying {redact_url(settings.database)} -> {redact_url(target)}", err=True)
+    report = source.copy_to(dest, on_table=lambda table, n: click.echo(f"  {table}: {n} rows", err=True))
+    for table, r in report.items():
+        click.echo(f"{table:15} {r['rows']:>9} rows  {'match' if r['match'] else 'MISMATCH'}  sha256 {r['sha256'][:16]}")
+    if not all(r["match"] for r in report.values()):
+        raise click.ClickException("the copy does not match the source (see the tables marked MISMATCH); do not switch to it")
+    click.echo(f"every row copied and checked; serve from it with CSBOT_DATABASE_URL={redact_url(target)}")
 
 
 @cli.group()
@@ -305,10 +370,9 @@ def agents() -> None:
 
 def _agents(ctx):
     from bot.agents import AgentDirectory
-    from core.store import FeedbackStore
+    from csbot.wiring import open_store
 
-    settings = _settings(ctx)
-    return AgentDirectory(FeedbackStore(settings.db_path, busy_timeout_s=settings.db_busy_timeout_s))
+    return AgentDirectory(open_store(_settings(ctx)))
 
 
 @agents.command(name="add")

@@ -1,0 +1,96 @@
+"""The composition root: the one place that builds the store, the knowledge base, the registry and the
+assistant from the settings.
+
+Why a module of its own, above ``bot`` and ``training``: the server (``bot``) and the trainer
+(``training``) never import each other; both get their parts from here, built with every setting (the
+busy timeout, the size quota) applied the same way, so a new backend (another database) is one change here.
+Training is imported lazily, so a serving process never loads the trainer.
+
+Example:
+    >>> from csbot.wiring import open_assistant          # doctest: +SKIP
+    >>> open_assistant(Settings.from_env()).respond("I lost my card").text   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from core.config import Settings
+from core.registry import ModelRegistry
+from core.store import FeedbackStore
+from retrieval.encoder import Encoder
+from retrieval.knowledge_base import KnowledgeBase
+
+if TYPE_CHECKING:
+    from bot.assistant import Assistant
+    from training.retrain import RetrainResult
+    from training.train_intent import IntentTrainConfig
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What one install is made of: the settings, the store, the knowledge base (over the store) and the registry."""
+
+    settings: Settings
+    store: FeedbackStore
+    kb: KnowledgeBase
+    registry: ModelRegistry
+
+
+def open_store(settings: Settings) -> FeedbackStore:
+    return FeedbackStore(settings.database, busy_timeout_s=settings.db_busy_timeout_s, max_size_mb=settings.db_max_mb)
+
+
+def open_registry(settings: Settings) -> ModelRegistry:
+    return ModelRegistry(settings.models_dir)
+
+
+def open_parts(settings: Settings) -> Parts:
+    store = open_store(settings)
+    kb = KnowledgeBase(store, index_dir=settings.index_dir, encoder=Encoder())
+    return Parts(settings, store, kb, open_registry(settings))
+
+
+def open_assistant(settings: Settings, parts: Parts | None = None) -> Assistant:
+    """The one pipeline object the Gradio UI, the REST API, the widget and the CLI all call."""
+    from bot.assistant import Assistant
+
+    parts = parts or open_parts(settings)
+    return Assistant(settings, store=parts.store, knowledge_base=parts.kb, registry=parts.registry)
+
+
+def is_ready(parts: Parts) -> bool:
+    """Tickets are loaded and an intent model serves: nothing to do before serving (no training import needed)."""
+    return parts.kb.count() > 0 and parts.registry.current_version("intent") is not None
+
+
+def ensure_ready(settings: Settings, *, on_step: Callable[[str], None] | None = None) -> Parts:
+    """First start: the bundled tickets, the index and the quick model (``training.retrain.ensure_ready``)."""
+    parts = open_parts(settings)
+    if not is_ready(parts):
+        from training.retrain import ensure_ready as prepare
+
+        prepare(settings, kb=parts.kb, registry=parts.registry, **({"on_step": on_step} if on_step else {}))
+    return parts
+
+
+def retrain(settings: Settings, cfg: IntentTrainConfig | None = None, **kwargs: Any) -> RetrainResult:
+    """``csbot train``: ``training.retrain.retrain`` on the install the settings describe."""
+    from training.retrain import retrain as run
+    from training.train_intent import IntentTrainConfig
+
+    parts = open_parts(settings)
+    return run(settings, cfg or IntentTrainConfig(), kb=parts.kb, registry=parts.registry, **kwargs)
+
+
+def app_from_env():
+    """App factory for ``csbot serve --workers N``: each worker process builds its own Assistant from CSBOT_*."""
+    import gc
+
+    from bot.api import create_app
+
+    app = create_app(open_assistant(Settings.from_env()).warm_up())
+    gc.freeze()  # the models and start-up objects never die: keep them out of every garbage collection
+    return app
