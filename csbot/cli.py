@@ -161,19 +161,17 @@ def ask(ctx, message: str, session: str | None) -> None:
 def train(ctx, from_feedback: bool, epochs: int, max_steps: int | None, batch_size: int, quick: bool, seed: int) -> None:
     """Retrain the intent model, evaluate it against the serving version, promote it if not worse.
 
-    On several processes or GPUs, data parallel: `accelerate launch --num_processes 2 -m csbot train`
+    On several processes or GPUs, data parallel: `accelerate launch --multi_gpu --num_processes 2 -m csbot train`
     (the main process alone evaluates, publishes and promotes; --batch-size is the global batch).
 
     Example: csbot train --from-feedback --epochs 3
     """
-    from accelerate import PartialState
-
     from csbot.wiring import ensure_ready, is_ready, open_parts
     from training.retrain import retrain
-    from training.train_intent import IntentTrainConfig
+    from training.train_intent import IntentTrainConfig, process_state
 
     cfg = IntentTrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, quick=quick, seed=seed)
-    state = PartialState()
+    state = process_state()
     say = (lambda m: click.echo(m, err=True)) if state.is_main_process else (lambda m: None)  # noqa: E731
     if state.num_processes == 1:
         parts = ensure_ready(_settings(ctx), on_step=say)  # a fresh home: the bundled tickets and the quick model first, as `serve` does

@@ -128,9 +128,10 @@ def test_agents_and_contacts(store):
 
 def test_tickets(store):
     records = [
-        {"external_id": "", "question": f"q{i}", "answer": f"a{i}", "intent": "card_arrival" if i % 2 else "", "created_at": "x", "source": "test", "question_key": f"k{i}"}
+        {"external_id": "", "question": f"q{i}", "answer": f"a{i}", "intent": "card_arrival" if i % 2 else "", "created_at": "x", "source": "t"}
         for i in range(5)
     ]
+    records = [{**r, "question_key": r["question"]} for r in records]
     added = store.insert_tickets(records)
     assert len(added) == 5 and store.insert_tickets(records) == []  # identical tickets are stored once
     assert store.ticket_ids() == added and store.ticket_ids(labelled=True) == added[1::2]

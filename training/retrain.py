@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
 from core.config import Settings
@@ -33,7 +32,7 @@ from training.data import Example, split_tickets
 from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
 from training.gate import CHAIN_LENGTH, CONFIDENT, Outcomes, VoteAudit, decide, ranker_gate, rules_text, suspect_votes, worse_intents
 from training.live_slice import LIVE_BUCKETS, LiveSlice, split_rows
-from training.train_intent import IntentTrainConfig, train_intent_model
+from training.train_intent import IntentTrainConfig, process_state, train_intent_model
 from training.train_ranker import answer_priors, build_ranking_set, fit_ranker, ranking_outcomes
 
 log = logging.getLogger(__name__)
@@ -113,7 +112,7 @@ def retrain(
     # Under `accelerate launch --num_processes N` every process runs this function: all of them train (data
     # parallel, same data: the main process's feedback cutoff is broadcast), the main one alone evaluates,
     # publishes and promotes. On one process the calls below are no-ops.
-    state = PartialState()
+    state = process_state()
     if state.is_main_process:
         registry.clean_staging(KIND)
         registry.clean_staging(RANKER)

@@ -1,8 +1,9 @@
 """Fine-tune the intent classifier with HF accelerate, in the shape of accelerate's ``nlp_example.py``.
 
 Runs unchanged on a CPU, one GPU (bf16 when supported) or several processes: ``accelerate launch
---num_processes N -m csbot train`` (data parallel; ``batch_size`` is the global batch, split across the
-processes, so N processes take the same steps as one and reach the same accuracy).
+--multi_gpu --num_processes N -m csbot train`` (over NCCL on GPUs; over gloo when spawned without CUDA).
+Data parallel: ``batch_size`` is the global batch, split across the processes, so N processes take the same
+steps as one and reach the same accuracy.
 Two modes share one function: ``quick`` trains only the cosine head on frozen embeddings (seconds; the
 first model a fresh install serves), the full mode fine-tunes the encoder too.
 """
@@ -13,13 +14,14 @@ import logging
 import math
 import os
 import socket
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, gather_object, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -66,6 +68,18 @@ class IntentTrainConfig:
             raise ValueError("epochs, batch_size and grad_accum must be at least 1")
         if self.max_steps is not None and self.max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, found {self.max_steps}")
+
+
+def on_cpu(cfg: IntentTrainConfig | None = None) -> bool:
+    """Train on the CPU: asked for, or several processes were spawned (``accelerate launch --multi_gpu``,
+    ``torchrun``) on a machine without CUDA. Then accelerate joins them over gloo instead of running each alone."""
+    spawned = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return bool(cfg and cfg.cpu) or (spawned and not torch.cuda.is_available())
+
+
+def process_state() -> PartialState:
+    """The processes of this training run (one, or those ``accelerate launch`` started); create it before any model."""
+    return PartialState(cpu=on_cpu())
 
 
 def _batches(texts: list[str], size: int):
@@ -216,11 +230,11 @@ def train_intent_model(
     if not train:
         raise ValueError("no labelled training examples: ingest tickets with an intent column first")
     # 1. Accelerator first: it decides the device and precision (bf16 on a GPU that supports it).
-    use_bf16 = cfg.bf16 and torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not cfg.cpu
+    use_bf16 = cfg.bf16 and torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not on_cpu(cfg)
     project = ProjectConfiguration(project_dir=str(checkpoint_dir), automatic_checkpoint_naming=True, total_limit=2) if checkpoint_dir else None
     accelerator = Accelerator(
-        cpu=cfg.cpu,
-        dataloader_config=DataLoaderConfiguration(split_batches=True),  # the batch size is global: N processes share it
+        cpu=on_cpu(cfg),
+        dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True),  # the batch size is global: N processes share it
         mixed_precision="bf16" if use_bf16 else "no",
         gradient_accumulation_steps=cfg.grad_accum,
         project_config=project,
@@ -283,6 +297,7 @@ def train_intent_model(
         out_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
+    processes = gather_object([f"rank {accelerator.process_index}: pid {os.getpid()} on {socket.gethostname()} ({accelerator.device})"])
     accelerator.end_training()
     return {
         "config": asdict(cfg),
@@ -297,7 +312,7 @@ def train_intent_model(
         "device": str(accelerator.device),
         "mixed_precision": accelerator.mixed_precision,
         "num_processes": accelerator.num_processes,
-        "processes": gather_object([f"rank {accelerator.process_index}: pid {os.getpid()} on {socket.gethostname()} ({accelerator.device})"]),
+        "processes": processes,
     }
 
 
@@ -389,7 +404,8 @@ def _fine_tune(accelerator, model, tokenizer, texts, y, w, neg, soft, val, label
                 break
             continue
         acc = float((_logits(unwrapped, tokenizer, val_texts, accelerator.device).argmax(1) == y_val).float().mean())
-        accelerator.print(f"epoch {epoch}: validation accuracy {acc:.4f}")
+        if accelerator.is_local_main_process:  # on stderr: `csbot train` prints its result as JSON on stdout
+            tqdm.write(f"epoch {epoch}: validation accuracy {acc:.4f}", file=sys.stderr)
         if acc > best_acc:
             best_acc, stale = acc, 0
             best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
