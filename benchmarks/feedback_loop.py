@@ -13,10 +13,11 @@ Scenarios (``--scenario``):
 - noise: every vote and every pick is a coin flip. 10 rounds: the serving model must not get worse.
 - poison: one round in which 30% of the customers vote against every right answer (and for every wrong
   one, and pick a wrong topic); the others behave as in ``thumbs``. The retrain must be refused.
-- agents: as ``thumbs``, and every handoff is answered by a person: the customer asks for one, an agent
-  claims the conversation and resolves it with the true intent of the question that led there (the agent
-  inbox's Resolve, ``HandoffDesk.resolve``: a full label with source ``agent``). Reports handoffs per 100
-  customers per round. 5 rounds.
+- agents: as ``thumbs``, and people answer: a customer the bot failed (a wrong answer, or no right topic
+  among the suggestions) asks for a person with probability ``--ask-person`` (0.5), and every handoff (asked
+  for, or the bot unsure twice) is claimed by an agent who resolves it with the true intent of the question
+  that led there (the agent inbox's Resolve, ``HandoffDesk.resolve``: a full label with source ``agent``).
+  Reports handoffs per 100 customers per round. 5 rounds.
 
 Each run writes one JSON (``--out``); ``--merge DIR`` combines the runs of a folder into
 benchmarks/results/feedback_loop.json (mean and spread per round over seeds) and feedback_loop.png.
@@ -84,11 +85,22 @@ def measure(assistant: Assistant, test: list[dict], seeds: list[dict]) -> dict:
     }
 
 
-def simulate_round(assistant: Assistant, queries: list[dict], rng: random.Random, scenario: str, noise: float, poisoners: float) -> dict:
+def simulate_round(
+    assistant: Assistant, queries: list[dict], rng: random.Random, scenario: str, noise: float, poisoners: float, ask_person: float = 0.5
+) -> dict:
     """Customers ask, vote and pick topics as the scenario says (module docstring); returns what happened."""
     counts: dict[str, int] = defaultdict(int)
     session, hostile = None, False
     handed_off: set[str] = set()
+
+    def failed_customer_asks_for_a_person(gold: str) -> None:
+        if scenario == "agents" and rng.random() < ask_person:
+            counts["handoff_sessions"] += session not in handed_off
+            handed_off.add(session)
+            answer_by_a_person(assistant, session, gold)
+            counts["asked_for_a_person"] += 1
+            counts["agent_labels"] += 1
+
     for i, row in enumerate(queries):
         if i % 3 == 0:
             session = f"sim-{rng.getrandbits(48):012x}"  # a customer asks about three questions
@@ -119,6 +131,8 @@ def simulate_round(assistant: Assistant, queries: list[dict], rng: random.Random
                 if rng.random() < noise:
                     vote, counts["flipped"] = -vote, counts["flipped"] + 1
             assistant.feedback(reply.turn_id, vote, session_id=session)
+            if not right:
+                failed_customer_asks_for_a_person(gold)
         elif reply.action == "clarify":
             offered = [s.intent for s in reply.suggestions]
             wrong = [o for o in offered if o != gold]
@@ -132,6 +146,8 @@ def simulate_round(assistant: Assistant, queries: list[dict], rng: random.Random
                 pick = None
             if pick is None:
                 assistant.feedback(reply.turn_id, -1, session_id=session)
+                if not hostile:
+                    failed_customer_asks_for_a_person(gold)
             else:
                 assistant.choose(reply.turn_id, pick, session)
                 counts["clarified_right" if pick == gold else "clarified_wrong"] += 1
@@ -190,6 +206,7 @@ def run(args: argparse.Namespace, progress: Callable[[dict], None] | None = None
                 "turns_per_round": args.turns,
                 "noise": 0.5 if args.scenario == "noise" else args.noise,
                 "poisoning_customers": args.poisoners if args.scenario == "poison" else 0.0,
+                "failed_customers_asking_for_a_person": args.ask_person if args.scenario == "agents" else 0.0,
                 "epochs_per_round": args.epochs,
                 "cold_start_epochs": args.cold_epochs,
                 "test_split": "BANKING77 test (3,080 queries)",
@@ -217,7 +234,7 @@ def run(args: argparse.Namespace, progress: Callable[[dict], None] | None = None
         queries = (stream[offset:] + stream[:offset])[: args.turns]
         turns += len(queries)
         poisoners = args.poisoners if args.scenario == "poison" else 0.0
-        sim = simulate_round(assistant, queries, rng, args.scenario, args.noise, poisoners)
+        sim = simulate_round(assistant, queries, rng, args.scenario, args.noise, poisoners, args.ask_person)
         result = retrain(settings, IntentTrainConfig(epochs=args.epochs, seed=args.seed + r), from_feedback=True, on_step=print)
         rounds.append(
             {
@@ -332,6 +349,7 @@ def main() -> None:
     parser.add_argument("--per-intent", type=int, default=10)
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--poisoners", type=float, default=0.3, help="share of poisoning customers in the poison scenario")
+    parser.add_argument("--ask-person", type=float, default=0.5, help="agents scenario: share of customers the bot failed who ask for a person")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per retraining round (continual from serving)")
     parser.add_argument("--cold-epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)

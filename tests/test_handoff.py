@@ -212,3 +212,20 @@ def test_in_the_simulation_every_handoff_is_answered_by_a_person_who_labels_it(s
     assert counts["agent_labels"] == 3 and counts["handoffs_per_100_customers"] == 100.0
     labels = assistant.store.db.execute("select t.message, f.corrected_intent from feedback f join turns t on t.id = f.turn_id where f.source = 'agent'")
     assert sorted(labels) == sorted((q["question"], q["intent"]) for q in queries)
+
+
+def test_in_the_simulation_a_customer_the_bot_failed_asks_for_a_person(settings):
+    """--scenario agents: after a wrong answer the customer asks for a person, whose label goes on that question."""
+    import random
+
+    from benchmarks.feedback_loop import simulate_round
+
+    assistant = open_assistant(with_thresholds(settings, answer=0.0, handoff=0.0))  # the bot always answers
+    wrong = [{"question": "I lost my card", "intent": "exchange_rate"}]  # whatever it answers, the customer meant exchange rates
+    counts = simulate_round(assistant, wrong, random.Random(0), "agents", 0.0, 0.0, ask_person=1.0)
+    assert counts["answer"] == 1 and counts["asked_for_a_person"] == 1 and counts["handoffs_per_100_customers"] == 100.0
+    labels = assistant.store.db.execute("select t.message, f.corrected_intent from feedback f join turns t on t.id = f.turn_id where f.source = 'agent'")
+    assert list(labels) == [("I lost my card", "exchange_rate")]
+    assert assistant.store.session_state(assistant.store.events()[0]["session_id"]) == "bot"  # resolved: the bot answers again
+    never = simulate_round(assistant, wrong, random.Random(0), "agents", 0.0, 0.0, ask_person=0.0)
+    assert never.get("asked_for_a_person", 0) == 0
