@@ -120,7 +120,13 @@ def create_api(assistant: Assistant, admin: AdminService | None = None) -> FastA
     admin = admin or AdminService(assistant)
     desk = assistant.desk
     pending = threading.BoundedSemaphore(settings.max_pending)
-    limiter = RateLimiter(settings.rate_limit) if settings.rate_limit else None
+    limiter = None
+    if settings.rate_limit and settings.redis_url:  # one count for every replica
+        from bot.redis_backplane import RedisRateLimiter
+
+        limiter = RedisRateLimiter(settings.redis_url, settings.rate_limit)
+    elif settings.rate_limit:
+        limiter = RateLimiter(settings.rate_limit)
 
     @app.middleware("http")
     async def rate_limit(request: Request, call_next):

@@ -32,6 +32,7 @@ class Settings:
 
     home: Path = Path("var")  # database, index and model versions live here
     database_url: str = ""  # postgresql://user:pass@host/db to share one database between replicas (empty: SQLite in home)
+    redis_url: str = ""  # redis://host:6379/0 to share the rate limit and live events between replicas (empty: in-process)
     host: str = "127.0.0.1"
     port: int = 7860
     default_tickets: Path = _DATA_DIR / "tickets.csv"

@@ -58,7 +58,13 @@ def open_assistant(settings: Settings, parts: Parts | None = None) -> Assistant:
     from bot.assistant import Assistant
 
     parts = parts or open_parts(settings)
-    return Assistant(settings, store=parts.store, knowledge_base=parts.kb, registry=parts.registry)
+    desk = None
+    if settings.redis_url:  # live events reach the streams of every replica
+        from bot.handoff import HandoffDesk
+        from bot.redis_backplane import RedisEventBus
+
+        desk = HandoffDesk(settings, parts.store, bus=RedisEventBus(settings.redis_url), add_ticket=parts.kb.add)
+    return Assistant(settings, store=parts.store, knowledge_base=parts.kb, registry=parts.registry, desk=desk)
 
 
 def is_ready(parts: Parts) -> bool:

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The test command: install with test extras (and Debian's chromium for the browser tests), then run
+# The test command: install with test extras (and Debian's chromium, PostgreSQL, redis-server), then run
 # the offline test suite. Playwright drives the system chromium; it never downloads a browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS=test bash scripts/setup.sh
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing Debian's chromium for the browser tests" >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+# Debian's chromium (browser tests), PostgreSQL and redis-server (the store and shared-state tests start them).
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing Debian's ${missing[*]} for the tests" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
 fi
 export HF_HUB_OFFLINE=1
 exec .venv/bin/python -m pytest "$@"

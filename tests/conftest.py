@@ -93,3 +93,13 @@ def database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "csbot.db")
     return request.getfixturevalue("postgres").create_database()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server of its own for one test (tests/servers.py), stopped afterwards."""
+    from tests.servers import RedisServer
+
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
