@@ -51,3 +51,39 @@ def test_a_database_that_cannot_be_reached_is_one_plain_sentence(tmp_path):
     assert result.exit_code == 1
     assert "cannot reach the database postgresql://csbot:***@127.0.0.1:1/csbot" in result.output
     assert "secret" not in result.output and "Traceback" not in result.output
+
+
+def test_postgresql_down_gives_plain_errors_then_recovers_without_reopening(tmp_path):
+    """The server stops under a running store: writes and reads raise StorageUnavailable (a plain 503 upstream),
+    nothing half-written; when it is back the same store object works again (the pool replaces dead connections)."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import pytest
+
+    from core.errors import StorageUnavailable
+    from core.types import Feedback, Reply
+    from tests.servers import PostgresServer
+
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="csbot-pg-fault-"))).start()
+    try:
+        store = FeedbackStore(server.create_database(), busy_timeout_s=2.0)
+        store.append_turn(Reply(turn_id="t1", session_id="s1", action="answer", text="hi", intent="card_arrival", confidence=0.9), "hello")
+        server.stop("immediate")
+        with pytest.raises(StorageUnavailable):
+            store.append_feedback(Feedback("t1", 1))
+        with pytest.raises(StorageUnavailable):
+            store.session_state("s1")
+        server.start()
+        deadline, saved = time.monotonic() + 30, None
+        while saved is None and time.monotonic() < deadline:
+            try:
+                saved = store.append_feedback(Feedback("t1", 1))
+            except StorageUnavailable:
+                time.sleep(0.5)  # the pool reconnects in the background; meanwhile, plain 503s
+        assert saved is not None, "the store did not recover within 30 s of the server coming back"
+        assert store.count("feedback") == 1 and store.turn("t1")["message"] == "hello"
+        store.close()
+    finally:
+        server.stop("immediate")
