@@ -289,7 +289,14 @@ def merge(folder: Path) -> Path:
             "refused_candidates": sum(not row["promoted"] for run in group for row in run["rounds"][1:]),
             "candidates": sum(len(run["rounds"]) - 1 for run in group),
             "refusal_rules": sorted({row["rule"] for run in group for row in run["rounds"][1:] if not row["promoted"]}),
+            "largest_seed_accuracy_drop_from_round_0": max(
+                (run["rounds"][0]["seed_accuracy"] - row["seed_accuracy"] for run in group for row in run["rounds"]), default=0.0
+            ),
         }
+        handoffs = [r["handoffs_per_100_customers"] for r in summary if "handoffs_per_100_customers" in r]
+        if handoffs:
+            scenarios[name]["checks"]["handoffs_per_100_customers"] = handoffs
+            scenarios[name]["checks"]["handoffs_fall_every_round"] = all(b < a for a, b in zip(handoffs, handoffs[1:]))
     main = scenarios.get("thumbs") or next(iter(scenarios.values()))
     out = write_result(
         "feedback_loop.json",
@@ -309,7 +316,7 @@ def plot(scenarios: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     ax = axes[0]
     thumbs = scenarios.get("thumbs")
     if thumbs:
@@ -325,6 +332,25 @@ def plot(scenarios: dict, path: Path) -> None:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     ax = axes[1]
+    agents = scenarios.get("agents")
+    if agents:
+        rows = agents["mean"]
+        xs = [r["round"] for r in rows]
+        ax.plot(xs, [r["accuracy"] * 100 for r in rows], "o-", color="tab:green", label=f"agents: test accuracy ({rows[0]['seeds']} seed(s))")
+        ax.plot(xs, [r["seed_accuracy"] * 100 for r in rows], "^-", color="tab:olive", label="agents: seed-set accuracy")
+        if thumbs:
+            ax.plot([r["round"] for r in thumbs["mean"]], [r["accuracy"] * 100 for r in thumbs["mean"]], "o--", color="tab:blue", alpha=0.6, label="thumbs")
+        ax.axhline(92.5, color="grey", linestyle="--", linewidth=1, label="goal 92.5%")
+        ax.set_ylabel("%")
+        right = ax.twinx()
+        hx = [r["round"] for r in rows if "handoffs_per_100_customers" in r]
+        right.bar(hx, [r["handoffs_per_100_customers"] for r in rows if "handoffs_per_100_customers" in r], alpha=0.25, color="tab:red", width=0.4)
+        right.set_ylabel("handoffs per 100 customers (bars)")
+        ax.set_title("Agents answer every handoff and set the true intent")
+        ax.set_xlabel("round")
+        ax.legend(fontsize=8, loc="lower right")
+        ax.grid(alpha=0.3)
+    ax = axes[2]
     for name, style in (("noise", "o-"), ("poison", "s-")):
         if name in scenarios:
             rows = scenarios[name]["runs"][0]["rounds"]
