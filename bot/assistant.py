@@ -73,6 +73,7 @@ class Assistant:
         self.ranker = ranker if ranker is not None else Ranker()  # FAISS order, until a learned ranker beats it
         self._models: dict[str, tuple[str, object]] = {}
         self._broken: dict[str, str] = {}  # kind -> a version that failed to load
+        self._pointer: dict[str, tuple[float, str | None]] = {}  # kind -> (when read, the version it named)
         self._default_ranker = self.ranker
         self.desk = desk if desk is not None else HandoffDesk(settings, store, add_ticket=knowledge_base.add)
         self._reload_lock = threading.Lock()
@@ -93,8 +94,12 @@ class Assistant:
 
         A version that fails to load is logged and skipped: the last good one keeps serving.
         """
-        wanted = self.registry.current_version(kind)
         held = self._models.get(kind)
+        now = time.monotonic()
+        checked_at, wanted = self._pointer.get(kind, (float("-inf"), None))
+        if kind not in self._pointer or now - checked_at >= self.settings.model_check_s:  # the pointer is read at most once a second
+            wanted = self.registry.current_version(kind)
+            self._pointer[kind] = (now, wanted)
         if held is not None and (wanted is None or held[0] == wanted or self._broken.get(kind) == wanted):
             return held  # unchanged, or the pointer names a version already found broken: no retry per request
         if wanted is None:

@@ -32,6 +32,8 @@ class Settings:
 
     home: Path = Path("var")  # database, index and model versions live here
     database_url: str = ""  # postgresql://user:pass@host/db to share one database between replicas (empty: SQLite in home)
+    model_dir: str = ""  # model versions, shared by replicas (e.g. an NFS mount; empty: home/models)
+    model_check_s: float = 1.0  # a server looks at the serving pointer at most this often (a promotion reaches it within this)
     redis_url: str = ""  # redis://host:6379/0 to share the rate limit and live events between replicas (empty: in-process)
     host: str = "127.0.0.1"
     port: int = 7860
@@ -82,7 +84,7 @@ class Settings:
 
     @property
     def models_dir(self) -> Path:
-        return self.home / "models"
+        return Path(self.model_dir) if self.model_dir else self.home / "models"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

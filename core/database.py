@@ -292,7 +292,7 @@ class PostgresDatabase:
         self.pool.close()
 
 
-SERIAL_TABLES = ("tickets", "feedback", "session_events", "contacts")
+SERIAL_TABLES = ("tickets", "feedback", "session_events", "contacts", "serving")
 
 
 def _configure(conn) -> None:

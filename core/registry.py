@@ -1,8 +1,10 @@
-"""Model registry: numbered version folders with a JSON card, and a CURRENT pointer that serving follows.
+"""Model registry: numbered version folders with a JSON card, and a serving pointer that serving follows.
 
 Training writes into a staging folder and publishes it by an atomic rename, so a crash never leaves a
-half-written version that could be promoted. Promote and rollback only move the pointer (atomic
-``os.replace``); every pointer move is appended to ``history.jsonl`` so rollback knows where to go.
+half-written version that could be promoted. Promote and rollback only move the pointer. With a store (what
+``csbot.wiring`` builds), the pointer lives in the database: one transaction per move, the same for every
+replica. The ``CURRENT`` file and ``history.jsonl`` beside the versions are kept as a mirror (and are the
+pointer itself for a registry without a store); an install from before the database pointer is adopted once.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import shutil
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError, ModelNotFound
+
+if TYPE_CHECKING:
+    from core.store import FeedbackStore
 
 _VERSION = re.compile(r"^v\d{4,}$")
 
@@ -31,8 +36,9 @@ class ModelRegistry:
         >>> reg.promote("intent", version)                        # doctest: +SKIP
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, store: FeedbackStore | None = None) -> None:
         self.root = Path(root)
+        self.store = store
 
     def _kind_dir(self, kind: str) -> Path:
         if not re.fullmatch(r"[a-z_]+", kind):
@@ -77,6 +83,11 @@ class ModelRegistry:
         return cards
 
     def current_version(self, kind: str) -> str | None:
+        if self.store is not None:
+            return self.store.serving_version(kind) or self._adopt_file_pointer(kind)
+        return self._file_version(kind)
+
+    def _file_version(self, kind: str) -> str | None:
         try:
             version = (self._kind_dir(kind) / "CURRENT").read_text().strip()
         except FileNotFoundError:
@@ -104,6 +115,8 @@ class ModelRegistry:
     def promote(self, kind: str, version: str, *, reason: str = "promote") -> None:
         """Point serving at ``version`` (which must exist)."""
         self.path(kind, version)
+        if self.store is not None:
+            self.store.move_serving(kind, [(version, reason)])
         kind_dir = self._kind_dir(kind)
         tmp = kind_dir / f".CURRENT-{uuid.uuid4().hex[:8]}"
         tmp.write_text(version + "\n")
@@ -114,8 +127,25 @@ class ModelRegistry:
 
     def _history(self, kind: str) -> list[str]:
         """Every version the pointer was moved to, oldest first."""
+        if self.store is not None:
+            self.current_version(kind)  # adopts a file pointer first
+            return [m["version"] for m in self.store.serving_moves(kind)]
+        return [m["version"] for m in self._file_history(kind)]
+
+    def _file_history(self, kind: str) -> list[dict[str, Any]]:
         history_file = self._kind_dir(kind) / "history.jsonl"
-        return [json.loads(line)["version"] for line in history_file.read_text().splitlines()] if history_file.exists() else []
+        return [json.loads(line) for line in history_file.read_text().splitlines()] if history_file.exists() else []
+
+    def _adopt_file_pointer(self, kind: str) -> str | None:
+        """An install from before the database pointer: copy its history and CURRENT into the store, once."""
+        current = self._file_version(kind)
+        if current is None:
+            return None
+        moves = [(m["version"], m.get("reason", "")) for m in self._file_history(kind)]
+        if not moves or moves[-1][0] != current:
+            moves.append((current, "adopted from the CURRENT file"))
+        self.store.move_serving(kind, moves, only_if_unset=True)
+        return self.store.serving_version(kind)
 
     def recent_versions(self, kind: str, n: int) -> list[str]:
         """The last ``n`` distinct versions that served (the serving one first): the chain the drift rule looks at."""

@@ -25,8 +25,8 @@ MAX_COMMENT_CHARS = 2000
 STATES = ("waiting", "assigned", "resolved", "bot")  # the events that change who answers a conversation
 EVENTS = frozenset(STATES) | {"customer", "agent", "note", "offer_message", "contact_left"}
 _STATE_SQL = ", ".join(f"'{s}'" for s in STATES)
-TABLES = ("tickets", "turns", "feedback", "session_events", "agents", "contacts")  # every table the store owns, in copy order
-COPY_KEYS = {"tickets": "id", "turns": "rowid", "feedback": "id", "session_events": "id", "agents": "name", "contacts": "id"}
+TABLES = ("tickets", "turns", "feedback", "session_events", "agents", "contacts", "serving")  # every table the store owns, in copy order
+COPY_KEYS = {"tickets": "id", "turns": "rowid", "feedback": "id", "session_events": "id", "agents": "name", "contacts": "id", "serving": "id"}
 __all__ = ["STORAGE_UNAVAILABLE", "FeedbackStore", "utc_now"]
 
 
@@ -356,6 +356,25 @@ class FeedbackStore:
         if table not in TABLES:
             raise InputError(f"unknown table {table!r}")
         return int(self.sql.one(f"select count(*) from {table}")[0])
+
+    # ---- the serving pointer (core.registry reads and moves it) ----------------------------------
+    def serving_version(self, kind: str) -> str | None:
+        row = self.sql.one("select version from serving where kind = ? order by id desc limit 1", [kind])
+        return row[0] if row else None
+
+    def serving_moves(self, kind: str) -> list[dict[str, Any]]:
+        """Every pointer move of ``kind``, oldest first."""
+        return self.sql.rows("select version, reason, created_at from serving where kind = ? order by id", [kind])
+
+    def move_serving(self, kind: str, moves: list[tuple[str, str]], *, only_if_unset: bool = False) -> bool:
+        """Append pointer moves ``(version, reason)`` in one transaction; the last one serves. With ``only_if_unset``,
+        nothing is written when ``kind`` already has a pointer (adopting an older install's file once)."""
+        with self.sql.transaction():
+            if only_if_unset and self.sql.one(f"select id from serving where kind = ? limit 1{self.dialect.lock_row}", [kind]):
+                return False
+            for version, reason in moves:
+                self.sql.insert("serving", {"kind": kind, "version": version, "reason": reason, "created_at": utc_now()}, returning=None)
+        return True
 
     # ---- moving an install (csbot db copy) --------------------------------------------------------
     def table_rows(self, table: str, *, page: int = 5000) -> Iterator[dict[str, Any]]:

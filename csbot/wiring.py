@@ -43,14 +43,15 @@ def open_store(settings: Settings) -> FeedbackStore:
     return FeedbackStore(settings.database, busy_timeout_s=settings.db_busy_timeout_s, max_size_mb=settings.db_max_mb)
 
 
-def open_registry(settings: Settings) -> ModelRegistry:
-    return ModelRegistry(settings.models_dir)
+def open_registry(settings: Settings, store: FeedbackStore | None = None) -> ModelRegistry:
+    """Model folders under the settings' model folder; the serving pointer in the database (every replica reads it)."""
+    return ModelRegistry(settings.models_dir, store=store or open_store(settings))
 
 
 def open_parts(settings: Settings) -> Parts:
     store = open_store(settings)
     kb = KnowledgeBase(store, index_dir=settings.index_dir, encoder=Encoder())
-    return Parts(settings, store, kb, open_registry(settings))
+    return Parts(settings, store, kb, open_registry(settings, store))
 
 
 def open_assistant(settings: Settings, parts: Parts | None = None) -> Assistant:

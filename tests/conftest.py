@@ -58,7 +58,7 @@ def home(ready_home, tmp_path) -> Path:
 
 @pytest.fixture
 def settings(home) -> Settings:
-    return Settings(home=home)
+    return Settings(home=home, model_check_s=0.0)  # a promotion shows on the next message (the 1 s default: test_registry)
 
 
 @pytest.fixture

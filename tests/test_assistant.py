@@ -5,7 +5,6 @@ import sqlite3
 import pytest
 
 from core.errors import InputError, UnknownTurn
-from core.registry import ModelRegistry
 from csbot.wiring import open_assistant, retrain
 from tests.conftest import with_thresholds
 from training.train_intent import IntentTrainConfig
@@ -98,13 +97,13 @@ def test_serving_follows_a_promoted_version_without_restart(assistant, settings)
     result = retrain(settings, IntentTrainConfig(quick=True))
     assert result.promoted
     assert assistant.respond("I lost my card").model_version == result.version
-    ModelRegistry(settings.models_dir).rollback("intent")
+    assistant.registry.rollback("intent")  # the pointer in the database, as `csbot models rollback` moves it
     assert assistant.respond("I lost my card").model_version == "v0001"
 
 
 def test_a_broken_model_folder_keeps_the_last_good_version(assistant, settings):
     assistant.respond("hello")
-    registry = ModelRegistry(settings.models_dir)
+    registry = assistant.registry
     staging = registry.staging_dir("intent")
     (staging / "config.json").write_text("{not json")
     broken = registry.publish("intent", staging, {"note": "corrupt"})

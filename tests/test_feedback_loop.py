@@ -121,7 +121,7 @@ def test_a_crash_in_training_leaves_serving_and_database_untouched(settings, mon
 
 
 def test_hot_reload_under_concurrent_requests(assistant, settings):
-    registry = ModelRegistry(settings.models_dir)
+    registry = assistant.registry
     new_version = retrain(settings, IntentTrainConfig(quick=True, head_steps=50)).version
     registry.promote("intent", "v0001")
     errors, seen = [], []
