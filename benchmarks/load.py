@@ -11,7 +11,15 @@ come back. The per-client rate limit is off for the throughput run (32 connectio
 a real customer's limit is CSBOT_RATE_LIMIT per minute) and on for the soak run, where every customer
 has its own address (X-Forwarded-For, trusted for loopback).
 
+``--replicas N --database-url URL --redis-url URL`` (issue 18) runs the same load twice in one go: first one
+replica on the home's SQLite file, then N replicas on PostgreSQL and Redis (the home's rows copied there with
+``csbot db copy``; each replica its own home, the model folder shared), customers spread over the replicas as a
+load balancer would. ``auto`` for both URLs starts Debian's postgresql and redis-server in a temporary folder.
+On one machine the replicas share its cores, so the total cannot grow with N: the figure that carries over is
+the CPU per reply of each setup (the machine's, database and Redis included) and their ratio.
+
 Usage: python benchmarks/load.py --home var --clients 32 --seconds 60
+       python benchmarks/load.py --home var --clients 32 --seconds 60 --replicas 2 --database-url auto --redis-url auto
        python benchmarks/load.py --home var --clients 64 --seconds 600 --rate 75 --name soak
        (each soak customer stays under the default 120 requests a minute: 64 x 1.2 replies/s + votes)
 """
@@ -40,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import DATA, read_csv, write_result  # noqa: E402
 
+SUMMARY = ("replies_per_s", "p50_ms", "p95_ms", "errors", "lost_turns", "lost_votes", "machine_cpu_ms_per_reply")
 PII = ["my email is jane.doe@example.com", "call me on +44 7700 900123", "card 4111 1111 1111 1111"]
 
 
@@ -129,9 +138,9 @@ async def customer(cid: int, base: str, questions: list[str], deadline: float, a
                 session, turns_in_session = None, 0
 
 
-async def run_customers(base: str, questions: list[str], args, stats: dict) -> None:
+async def run_customers(bases: list[str], questions: list[str], args, stats: dict) -> None:
     deadline = time.perf_counter() + args.seconds
-    await asyncio.gather(*(customer(i, base, questions, deadline, args, stats) for i in range(args.clients)))
+    await asyncio.gather(*(customer(i, bases[i % len(bases)], questions, deadline, args, stats) for i in range(args.clients)))
 
 
 def count_present(db: Path, table: str, ids: list) -> int:
@@ -143,46 +152,49 @@ def count_present(db: Path, table: str, ids: list) -> int:
     return found
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--home", type=Path, default=None, help="a home with the bundled tickets (default: a new one, first start included)")
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--rate", type=float, default=0, help="total replies/s to pace the customers to (0: as fast as possible)")
-    parser.add_argument("--vote-share", type=float, default=0.5)
-    parser.add_argument("--name", default="load", help="result file benchmarks/results/NAME.json")
-    args = parser.parse_args()
-    home = args.home or Path(tempfile.mkdtemp(prefix="csbot-load-"))
-    questions = [r["question"] for r in read_csv(DATA / "eval.csv")]
-    port = free_port()
-    env = {"CSBOT_RATE_LIMIT": "0"} if not args.rate else {"CSBOT_TRUST_FORWARDED_FOR": "1"}
-    proc = start_server(home, port, args.workers, env)
-    base = f"http://127.0.0.1:{port}"
+def count_present_pg(url: str, table: str, ids: list) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return sum(conn.execute(f"select count(*) from {table} where id = any(%s)", [ids[i : i + 5000]]).fetchone()[0] for i in range(0, len(ids), 5000))  # noqa: S608
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy: the server, the database, Redis and the load client together."""
+    t = psutil.cpu_times()
+    return t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+def measure(bases: list[str], procs: list[subprocess.Popen], questions: list[str], args, present) -> dict:
+    """Run the customers against ``bases``; figures for the servers ``procs``; ``present(table, ids)`` audits the rows."""
     stats: dict = {"latency": [], "turns": [], "votes": [], "errors": Counter()}
     rss: list[tuple[float, float]] = []
     stop = threading.Event()
 
+    def total_rss() -> float:
+        return sum(server_rss_mb(p) for p in procs)
+
     def sample_memory() -> None:
         t0 = time.perf_counter()
         while not stop.wait(5):
-            rss.append((round(time.perf_counter() - t0, 1), round(server_rss_mb(proc), 1)))
+            rss.append((round(time.perf_counter() - t0, 1), round(total_rss(), 1)))
 
     sampler = threading.Thread(target=sample_memory, daemon=True)
     me = psutil.Process()
-    cpu0, server_cpu0 = me.cpu_times(), server_cpu_s(proc)
-    rss_start = server_rss_mb(proc)
+    cpu0, server_cpu0, busy0 = me.cpu_times(), sum(server_cpu_s(p) for p in procs), machine_busy_s()
+    rss_start = total_rss()
     started = time.perf_counter()
     sampler.start()
     try:
-        asyncio.run(run_customers(base, questions, args, stats))
+        asyncio.run(run_customers(bases, questions, args, stats))
     finally:
         wall = time.perf_counter() - started
         stop.set()
-        cpu1, server_cpu1 = me.cpu_times(), server_cpu_s(proc)
-        proc.terminate()
-        proc.wait(timeout=60)
-    db = home / "csbot.db"
+        cpu1, server_cpu1, busy1 = me.cpu_times(), sum(server_cpu_s(p) for p in procs), machine_busy_s()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
     latencies = np.array([ms for ms, _ in stats["latency"]]) if stats["latency"] else np.zeros(1)
     times = np.array([t for _, t in stats["latency"]]) - started if stats["latency"] else np.zeros(1)
     minutes = [
@@ -192,24 +204,27 @@ def main() -> None:
     ]
     client_cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     warm_rss = next((mb for t, mb in rss if t >= 60), rss[0][1] if rss else rss_start)
-    result = {
+    replies = len(stats["turns"])
+    return {
         "clients": args.clients,
         "seconds": round(wall, 1),
         "workers": args.workers,
         "target_rate": args.rate or None,
         "rate_limit": "per-client limit on, one address per customer" if args.rate else "off: each of the clients stands for many customers",
-        "replies": len(stats["turns"]),
-        "replies_per_s": round(len(stats["turns"]) / wall, 1),
+        "replies": replies,
+        "replies_per_s": round(replies / wall, 1),
         "votes": len(stats["votes"]),
         "p50_ms": round(float(np.percentile(latencies, 50)), 1),
         "p95_ms": round(float(np.percentile(latencies, 95)), 1),
         "p99_ms": round(float(np.percentile(latencies, 99)), 1),
         "errors": sum(v for k, v in stats["errors"].items() if k not in ("429", "503")),
         "errors_by_kind": dict(stats["errors"]),
-        "lost_turns": len(stats["turns"]) - count_present(db, "turns", stats["turns"]),
-        "lost_votes": len(stats["votes"]) - count_present(db, "feedback", stats["votes"]),
+        "lost_turns": replies - present("turns", stats["turns"]),
+        "lost_votes": len(stats["votes"]) - present("feedback", stats["votes"]),
         "client_cpu_share": round(client_cpu / (wall * (os.cpu_count() or 1)), 3),
         "server_cpu_share": round((server_cpu1 - server_cpu0) / (wall * (os.cpu_count() or 1)), 3),
+        "server_cpu_ms_per_reply": round(1000 * (server_cpu1 - server_cpu0) / max(replies, 1), 2),
+        "machine_cpu_ms_per_reply": round(1000 * (busy1 - busy0 - client_cpu) / max(replies, 1), 2),
         "cpu_count": os.cpu_count(),
         "server_rss_mb": {
             "start": round(rss_start, 1),
@@ -220,8 +235,79 @@ def main() -> None:
         "p50_ms_per_minute": minutes,
         "rss_samples": rss[:: max(1, len(rss) // 60)],
     }
+
+
+def run_cluster(home: Path, questions: list[str], args) -> dict:
+    """One replica on SQLite, then ``--replicas`` on PostgreSQL + Redis, the same load on each."""
+    servers = []
+    try:
+        database_url, redis_url = args.database_url, args.redis_url
+        if "auto" in (database_url, redis_url):
+            from tests.servers import PostgresServer, RedisServer
+
+            folder = Path(tempfile.mkdtemp(prefix="csbot-postgres-"))
+            if database_url == "auto":
+                servers.append(PostgresServer(folder / "pg").start())
+                database_url = servers[-1].create_database()
+            if redis_url == "auto":
+                servers.append(RedisServer(folder).start())
+                redis_url = servers[-1].url
+        env = {"CSBOT_RATE_LIMIT": "0"}
+        port = free_port()
+        proc = start_server(home, port, 1, env)
+        sqlite_run = measure([f"http://127.0.0.1:{port}"], [proc], questions, args, lambda t, ids: count_present(home / "csbot.db", t, ids))
+        print("1 replica, SQLite:", {k: sqlite_run[k] for k in SUMMARY})
+        copy_env = {**os.environ, "CSBOT_HOME": str(home)}
+        subprocess.run([sys.executable, "-m", "csbot", "db", "copy", "--to", database_url], env=copy_env, check=True, capture_output=True)
+        env = {**env, "CSBOT_DATABASE_URL": database_url, "CSBOT_REDIS_URL": redis_url, "CSBOT_MODEL_DIR": str(home / "models")}
+        procs, bases = [], []
+        for i in range(args.replicas):
+            replica_home = Path(tempfile.mkdtemp(prefix=f"csbot-replica-{i}-"))
+            port = free_port()
+            procs.append(start_server(replica_home, port, 1, env))
+            bases.append(f"http://127.0.0.1:{port}")
+        cluster_run = measure(bases, procs, questions, args, lambda t, ids: count_present_pg(database_url, t, ids))
+        print(f"{args.replicas} replicas, PostgreSQL + Redis:", {k: cluster_run[k] for k in SUMMARY})
+    finally:
+        for server in servers:
+            server.stop()
+    ratio = cluster_run["machine_cpu_ms_per_reply"] / max(sqlite_run["machine_cpu_ms_per_reply"], 1e-9)
+    return {
+        "replicas": args.replicas,
+        "sqlite_1_replica": sqlite_run,
+        f"postgresql_{args.replicas}_replicas": cluster_run,
+        "postgresql_cpu_per_reply_vs_sqlite": round(ratio, 3),
+        "note": "one machine: the replicas, PostgreSQL, Redis and the load client share its cores, so replies/s cannot add up; "
+        "machine_cpu_ms_per_reply (everything but the load client) is the figure a capacity plan scales",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, default=None, help="a home with the bundled tickets (default: a new one, first start included)")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=0, help="total replies/s to pace the customers to (0: as fast as possible)")
+    parser.add_argument("--vote-share", type=float, default=0.5)
+    parser.add_argument("--replicas", type=int, default=0, help="with --database-url and --redis-url: 1 replica on SQLite, then N on them")
+    parser.add_argument("--database-url", default="", help="postgresql://… (empty) for the replicas, or auto: a temporary server")
+    parser.add_argument("--redis-url", default="", help="redis://… for the replicas, or auto: a temporary server")
+    parser.add_argument("--name", default=None, help="result file benchmarks/results/NAME.json (default: load, or load_cluster)")
+    args = parser.parse_args()
+    home = args.home or Path(tempfile.mkdtemp(prefix="csbot-load-"))
+    questions = [r["question"] for r in read_csv(DATA / "eval.csv")]
+    if args.replicas:
+        if not (args.database_url and args.redis_url):
+            parser.error("--replicas needs --database-url and --redis-url (or auto)")
+        result = run_cluster(home, questions, args)
+    else:
+        port = free_port()
+        env = {"CSBOT_RATE_LIMIT": "0"} if not args.rate else {"CSBOT_TRUST_FORWARDED_FOR": "1"}
+        proc = start_server(home, port, args.workers, env)
+        result = measure([f"http://127.0.0.1:{port}"], [proc], questions, args, lambda t, ids: count_present(home / "csbot.db", t, ids))
     print(result)
-    print(write_result(f"{args.name}.json", result))
+    print(write_result(f"{args.name or ('load_cluster' if args.replicas else 'load')}.json", result))
 
 
 if __name__ == "__main__":

@@ -70,8 +70,14 @@ def build_home(source: Path, size: int, dest: Path) -> dict:
     (dest / "models").symlink_to((source / "models").resolve())
     store = FeedbackStore(dest / "csbot.db")
     rng = np.random.default_rng(size)
-    rows, vectors = [], []
-    t0 = time.perf_counter()
+    vectors = []
+    for start in range(0, size, n_real):
+        n = min(n_real, size - start)
+        noise = rng.normal(0, 0.03 if start else 0.0, (n, base.shape[1])).astype("float32")
+        block = base[:n] + noise
+        vectors.append(block / np.linalg.norm(block, axis=1, keepdims=True))
+    vectors = np.vstack(vectors)
+    rows = []
     for i in range(size):
         t = real[i % n_real]
         copy = i // n_real
@@ -85,19 +91,16 @@ def build_home(source: Path, size: int, dest: Path) -> dict:
                 "source": "synthetic" if copy else t.source,
                 "question_key": f"{i}",
                 "external_id": "",
+                "vector": vectors[i].tobytes(),  # stored like an ingest's, so the serving process encodes nothing
             }
         )
+    t0 = time.perf_counter()
     store.insert_tickets(rows)
     db_seconds = time.perf_counter() - t0
-    for start in range(0, size, n_real):
-        n = min(n_real, size - start)
-        noise = rng.normal(0, 0.03 if start else 0.0, (n, base.shape[1])).astype("float32")
-        block = base[:n] + noise
-        vectors.append(block / np.linalg.norm(block, axis=1, keepdims=True))
-    vectors = np.vstack(vectors)
     t0 = time.perf_counter()
     index = TicketIndex.build(vectors, np.arange(1, size + 1), encoder_name=Encoder().name)
     build_seconds = time.perf_counter() - t0
+    index.meta["seq"] = store.ticket_index_version()  # the index knows every logged change: serving opens it as is
     index.save(dest / "index")
     # Recall@10 of the chosen index against exact search, on held-out real query vectors.
     test = read_csv(DATA / "eval.csv")[:200]

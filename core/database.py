@@ -38,6 +38,11 @@ class Dialect:
     seconds_between: str  # format with (later, earlier): ISO-8601 text timestamps
     truncate_to_int: str  # format with (expression): toward zero, as an integer
     lock_row: str  # appended to a select of one row that a read-then-write step depends on
+    serialize: str  # format with (an integer key): run first in a transaction that must commit in sequence order
+
+    def in_sequence(self, key: int) -> str | None:
+        """SQL that makes transactions of ``key`` commit one after the other (None: the engine already does)."""
+        return self.serialize.format(int(key)) if self.serialize else None
 
     def concat(self, expr: str, sep: str) -> str:
         return self.group_concat.format(expr, sep)
@@ -50,13 +55,14 @@ class Dialect:
 
 
 # SQLite's BEGIN IMMEDIATE already holds the write lock for the whole transaction, so it needs no row lock.
-SQLITE = Dialect("sqlite", "group_concat({0}, {1})", "((julianday({0}) - julianday({1})) * 86400)", "cast({0} as integer)", "")
+SQLITE = Dialect("sqlite", "group_concat({0}, {1})", "((julianday({0}) - julianday({1})) * 86400)", "cast({0} as integer)", "", "")
 POSTGRES = Dialect(
     "postgresql",
     "string_agg({0}, {1})",
     "extract(epoch from (cast({0} as timestamptz) - cast({1} as timestamptz)))",
     "cast(trunc({0}) as integer)",
     " for update",
+    "select pg_advisory_xact_lock({0})",
 )
 
 
@@ -154,6 +160,9 @@ class SQLiteDatabase:
     def insert_many(self, table: str, rows: list[dict[str, Any]], *, ignore_conflicts: bool = False) -> None:
         with self.transaction():
             self.db[table].insert_all(rows, ignore=ignore_conflicts, batch_size=1000)
+
+    def after_explicit_ids(self, table: str) -> None:
+        """SQLite's next rowid follows the largest one by itself."""
 
     def cursor(self, sql: str, params: Params = ()) -> tuple[list[str], Iterator[tuple]]:
         cur = self.db.execute(sql, params)
@@ -270,8 +279,14 @@ class PostgresDatabase:
         sql = f"insert into {table} ({', '.join(cols)}) values ({', '.join(['%s'] * len(cols))})" + (" on conflict do nothing" if ignore_conflicts else "")
         with self.transaction(), self._connection() as conn, conn.cursor() as cur:
             cur.executemany(sql, [[r.get(c) for c in cols] for r in rows])
-            if "id" in cols and table in SERIAL_TABLES:  # explicit ids (a copy, a benchmark): move the sequence past them
-                cur.execute(f"select setval(pg_get_serial_sequence('{table}', 'id'), greatest((select max(id) from {table}), 1))")
+            if "id" in cols:
+                self.after_explicit_ids(table)
+
+    def after_explicit_ids(self, table: str) -> None:
+        """Rows were stored with explicit ids (a copy, a benchmark): move the table's id sequence past them."""
+        if table in SERIAL_TABLES:
+            with self._connection() as conn:
+                conn.execute(f"select setval(pg_get_serial_sequence('{table}', 'id'), greatest((select max(id) from {table}), 1))")
 
     def cursor(self, sql: str, params: Params = ()) -> tuple[list[str], Iterator[tuple]]:
         rows = []
@@ -292,7 +307,7 @@ class PostgresDatabase:
         self.pool.close()
 
 
-SERIAL_TABLES = ("tickets", "feedback", "session_events", "contacts", "serving")
+SERIAL_TABLES = ("tickets", "feedback", "session_events", "contacts", "serving", "ticket_changes")
 
 
 def _configure(conn) -> None:

@@ -25,8 +25,29 @@ MAX_COMMENT_CHARS = 2000
 STATES = ("waiting", "assigned", "resolved", "bot")  # the events that change who answers a conversation
 EVENTS = frozenset(STATES) | {"customer", "agent", "note", "offer_message", "contact_left"}
 _STATE_SQL = ", ".join(f"'{s}'" for s in STATES)
-TABLES = ("tickets", "turns", "feedback", "session_events", "agents", "contacts", "serving")  # every table the store owns, in copy order
-COPY_KEYS = {"tickets": "id", "turns": "rowid", "feedback": "id", "session_events": "id", "agents": "name", "contacts": "id", "serving": "id"}
+# every table the store owns, in copy order
+TABLES = (
+    "tickets",
+    "ticket_vectors",
+    "ticket_changes",
+    "turns",
+    "feedback",
+    "session_events",
+    "agents",
+    "contacts",
+    "serving",
+)
+COPY_KEYS = {
+    "tickets": "id",
+    "ticket_vectors": "ticket_id",
+    "ticket_changes": "id",
+    "turns": "rowid",
+    "feedback": "id",
+    "session_events": "id",
+    "agents": "name",
+    "contacts": "id",
+    "serving": "id",
+}
 __all__ = ["STORAGE_UNAVAILABLE", "FeedbackStore", "utc_now"]
 
 
@@ -260,14 +281,92 @@ class FeedbackStore:
 
     # ---- tickets (the knowledge base's rows; its FAISS index lives beside them) -----------------
     def insert_tickets(self, records: list[dict]) -> list[int]:
-        """Store new tickets in one transaction (identical ones, by ``question_key``, are skipped); the ids added."""
+        """Store new tickets with their embeddings in one transaction; the ids added.
+
+        Each record may carry ``vector`` (float32 bytes). Identical tickets (by ``question_key``) are skipped.
+        Every ticket added is logged in ``ticket_changes``: the log every replica's index follows.
+        """
+        added: list[int] = []
         with self.sql.transaction():
-            start_id = (self.sql.one("select max(id) from tickets")[0] or 0) + 1
-            self.sql.insert_many("tickets", records, ignore_conflicts=True)
-        return self.ticket_ids(from_id=start_id)
+            self._in_ticket_sequence()
+            for record in records:
+                row = {k: v for k, v in record.items() if k != "vector"}
+                cols = ", ".join(row)
+                found = self.sql.one(
+                    f"insert into tickets ({cols}) values ({', '.join('?' * len(row))}) on conflict do nothing returning id", list(row.values())
+                )
+                if found:
+                    added.append(int(found[0]))
+                    if record.get("vector") is not None:
+                        self.sql.execute("insert into ticket_vectors (ticket_id, vector) values (?, ?)", [added[-1], record["vector"]])
+            self._log_ticket_changes(added, "add")
+            if any("id" in r for r in records):
+                self.sql.after_explicit_ids("tickets")
+        return added
 
     def delete_ticket(self, ticket_id: int) -> bool:
-        return bool(self.sql.execute("delete from tickets where id = ?", [ticket_id]))
+        """Delete a ticket and its embedding; logged, so every replica's index drops it too."""
+        with self.sql.transaction():
+            self._in_ticket_sequence()
+            deleted = self.sql.execute("delete from tickets where id = ?", [ticket_id])
+            if deleted:
+                self.sql.execute("delete from ticket_vectors where ticket_id = ?", [ticket_id])
+                self._log_ticket_changes([ticket_id], "delete")
+        return bool(deleted)
+
+    def add_ticket_vectors(self, vectors: dict[int, bytes]) -> int:
+        """Store embeddings of tickets that had none (an install from before they were stored), logged as additions."""
+        with self.sql.transaction():
+            self._in_ticket_sequence()
+            known = set(self.ticket_ids())
+            fresh = [i for i in vectors if i in known and not self.sql.one("select 1 from ticket_vectors where ticket_id = ?", [i])]
+            for i in fresh:
+                self.sql.execute("insert into ticket_vectors (ticket_id, vector) values (?, ?)", [i, vectors[i]])
+            self._log_ticket_changes(fresh, "add")
+        return len(fresh)
+
+    def _in_ticket_sequence(self) -> None:
+        """Ticket writers commit one at a time, so a replica that has read change N never later meets a change below N."""
+        sql = self.sql.dialect.in_sequence(7172304)
+        if sql:
+            self.sql.one(sql)
+
+    def _log_ticket_changes(self, ids: list[int], op: str) -> None:
+        now = utc_now()
+        for ticket_id in ids:
+            self.sql.execute("insert into ticket_changes (ticket_id, op, created_at) values (?, ?, ?)", [ticket_id, op, now])
+
+    def ticket_index_version(self) -> int:
+        """The id of the latest ticket change (0 when none): the version of the ticket index."""
+        return int(self.sql.one("select coalesce(max(id), 0) from ticket_changes")[0])
+
+    def ticket_changes(self, *, after: int) -> list[dict[str, Any]]:
+        """Ticket additions and deletions after change ``after``, in order."""
+        return self.sql.rows("select id, ticket_id, op from ticket_changes where id > ? order by id", [after])
+
+    def ticket_vectors(self, ids: list[int] | None = None) -> dict[int, bytes]:
+        """Stored embeddings by ticket id: of ``ids``, or of every ticket."""
+        if ids is None:
+            return {r["ticket_id"]: bytes(r["vector"]) for r in self.sql.rows("select ticket_id, vector from ticket_vectors order by ticket_id")}
+        found: dict[int, bytes] = {}
+        for start in range(0, len(ids), 900):  # SQLite caps bound parameters
+            chunk = [int(i) for i in ids[start : start + 900]]
+            rows = self.sql.rows(f"select ticket_id, vector from ticket_vectors where ticket_id in ({','.join('?' * len(chunk))})", chunk)
+            found.update({r["ticket_id"]: bytes(r["vector"]) for r in rows})
+        return found
+
+    def tickets_without_vectors(self) -> list[int]:
+        rows = self.sql.rows("select t.id from tickets t left join ticket_vectors v on v.ticket_id = t.id where v.ticket_id is null order by t.id")
+        return [r["id"] for r in rows]
+
+    def known_question_keys(self, keys: list[str]) -> set[str]:
+        """Which of these tickets (by ``question_key``) are stored already: they need no embedding."""
+        found: set[str] = set()
+        for start in range(0, len(keys), 900):
+            chunk = keys[start : start + 900]
+            rows = self.sql.rows(f"select question_key from tickets where question_key in ({','.join('?' * len(chunk))})", chunk)
+            found.update(r["question_key"] for r in rows)
+        return found
 
     def ticket_ids(self, *, from_id: int | None = None, labelled: bool = False) -> list[int]:
         """Ticket ids in order: all, those from ``from_id`` on, or those with an intent label."""

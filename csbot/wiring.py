@@ -50,7 +50,7 @@ def open_registry(settings: Settings, store: FeedbackStore | None = None) -> Mod
 
 def open_parts(settings: Settings) -> Parts:
     store = open_store(settings)
-    kb = KnowledgeBase(store, index_dir=settings.index_dir, encoder=Encoder())
+    kb = KnowledgeBase(store, index_dir=settings.index_dir, encoder=Encoder(), check_s=settings.model_check_s)
     return Parts(settings, store, kb, open_registry(settings, store))
 
 

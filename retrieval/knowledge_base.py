@@ -1,7 +1,12 @@
-"""The knowledge base: historical tickets in SQLite and their embeddings in a FAISS index beside it.
+"""The knowledge base: historical tickets and their embeddings in the store, searched through a FAISS index.
 
-SQLite is the source of truth; the index is derived. Ingest commits the rows first and then adds their
-vectors, so a crash in between is repaired on the next open by indexing the tickets the index lacks.
+The database is the source of truth, embeddings included; each process's FAISS index is a cache of it.
+Every ticket added or deleted is logged (``ticket_changes``) in the transaction that stores it, and the id
+of the latest change is the index version. A process applies the changes it has not seen (checked at most
+once per ``check_s``), so a ticket ingested from the command line or saved by an agent on one replica is
+searched by every replica within seconds, without a shared folder and without re-encoding: the vectors come
+from the database. A crash between two writes cannot leave the index behind, because writes are one
+transaction and the index only ever follows the log.
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ import json
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from core.errors import IngestError, InputError
+from core.errors import CsbotError, IngestError, InputError
 from core.store import FeedbackStore, utc_now
 from core.types import Ticket
 from retrieval.encoder import Encoder
@@ -100,19 +106,21 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str] | N
 
 
 class KnowledgeBase:
-    """Tickets (SQLite, through the store's connection) plus their FAISS index.
+    """Tickets (in the store) plus the FAISS index that follows them.
 
     Example:
         >>> kb = KnowledgeBase(store, index_dir=Path("var/index"), encoder=Encoder())   # doctest: +SKIP
         >>> kb.ingest(Path("data/tickets.csv"), question_col="question", answer_col="answer", intent_col="intent")  # doctest: +SKIP
-        >>> kb.search("I lost my card", k=5)                                            # doctest: +SKIP
+        >>> kb.search(Encoder().encode(["I lost my card"]), k=5)                           # doctest: +SKIP
     """
 
-    def __init__(self, store: FeedbackStore, *, index_dir: Path, encoder: Encoder) -> None:
+    def __init__(self, store: FeedbackStore, *, index_dir: Path, encoder: Encoder, check_s: float = 1.0) -> None:
         self.store = store
         self.index_dir = index_dir
         self.encoder = encoder
+        self.check_s = check_s
         self._index: TicketIndex | None = None
+        self._checked_at = float("-inf")
         self._write_lock = threading.Lock()
 
     # ---- index lifecycle -------------------------------------------------------------------
@@ -123,38 +131,90 @@ class KnowledgeBase:
         assert self._index is not None
         return self._index
 
+    @property
+    def version(self) -> int:
+        """The last ticket change this process's index has applied."""
+        return int(self.index.meta.get("seq", 0))
+
     def open(self) -> KnowledgeBase:
-        """Load the persisted index and index any tickets it is missing (after a crash, or first start)."""
+        """Load the saved index, or build it from the stored embeddings; then apply the changes it has not seen."""
         with self._write_lock:
-            index = TicketIndex.load(self.index_dir, encoder_name=self.encoder.name)
-            count = self.count()
-            if index is not None and index.size != count:
-                # Rows committed after the index was last saved have ids above its high-water mark.
-                missing = self.store.ticket_ids(from_id=index.meta.get("max_id", -1) + 1)
-                self._add_to_index(index, missing)
-                if index.size != count:
-                    log.warning("ticket index out of step with the database (%d vs %d); rebuilding", index.size, count)
-                    index = None
-            if index is None:
-                index = self._rebuild()
+            self._embed_missing()
+            try:
+                index = TicketIndex.load(self.index_dir, encoder_name=self.encoder.name)
+            except CsbotError as err:
+                log.warning("%s; rebuilding it from the database", err)
+                index = None
+            if index is None or "seq" not in index.meta:  # none yet, or saved before the log existed
+                index = self._build()
             self._index = index
+            self._follow_log()
+            if self._index.size != self.count():
+                log.warning("ticket index out of step with the database (%d vs %d); rebuilding", self._index.size, self.count())
+                self._index = self._build()
+                self._follow_log()
+            self._checked_at = time.monotonic()
             return self
 
-    def _rebuild(self) -> TicketIndex:
-        ids = self.store.ticket_ids()
-        vectors = self._encode_ids(ids) if ids else np.zeros((0, self.encoder.dim), dtype=np.float32)
-        index = TicketIndex.build(vectors, np.asarray(ids), encoder_name=self.encoder.name)
+    def refresh(self, *, force: bool = False) -> bool:
+        """Apply ticket changes made anywhere (another replica, the CLI) since the last look; at most once per
+        ``check_s`` unless forced. True when the index changed."""
+        now = time.monotonic()
+        if self._index is None or (not force and now - self._checked_at < self.check_s):
+            return False
+        self._checked_at = now
+        if self.store.ticket_index_version() == self.version:
+            return False
+        with self._write_lock:
+            return self._follow_log()
+
+    def _embed_missing(self) -> None:
+        """Tickets stored without an embedding (an install from before they were stored) get one, once."""
+        ids = self.store.tickets_without_vectors()
+        if ids:
+            log.info("embedding %d tickets stored without one", len(ids))
+            vectors = self._encode_ids(ids)
+            self.store.add_ticket_vectors({i: v.tobytes() for i, v in zip(ids, vectors)})
+
+    def _build(self) -> TicketIndex:
+        """A fresh index from every stored embedding (no encoding); it knows the log up to the version read first."""
+        seq = self.store.ticket_index_version()  # read before the vectors: a change in between is applied again, harmlessly
+        stored = self.store.ticket_vectors()
+        ids = np.fromiter(stored, dtype=np.int64, count=len(stored))
+        vectors = self._vectors(list(stored.values()))
+        index = TicketIndex.build(vectors, ids, encoder_name=self.encoder.name)
+        index.meta["seq"] = seq
         index.save(self.index_dir)
         return index
+
+    def _vectors(self, blobs: list[bytes]) -> np.ndarray:
+        if not blobs:
+            return np.zeros((0, self.encoder.dim), dtype=np.float32)
+        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), self.encoder.dim)
+
+    def _follow_log(self) -> bool:
+        """Apply the logged changes after the index's version (idempotent: a ticket seen twice is replaced)."""
+        assert self._index is not None
+        seq = int(self._index.meta.get("seq", 0))
+        changes = self.store.ticket_changes(after=seq)
+        if not changes:
+            if self.store.ticket_index_version() < seq:  # the database was replaced by an older one
+                self._index = self._build()
+                return True
+            return False
+        last_op = {c["ticket_id"]: c["op"] for c in changes}
+        touched = list(last_op)
+        self._index.remove(touched)
+        stored = self.store.ticket_vectors([i for i, op in last_op.items() if op == "add"])
+        if stored:
+            self._index.add(self._vectors(list(stored.values())), np.fromiter(stored, dtype=np.int64, count=len(stored)))
+        self._index.meta["seq"] = changes[-1]["id"]
+        self._index.save(self.index_dir)
+        return True
 
     def _encode_ids(self, ids: list[int]) -> np.ndarray:
         questions = [t.question for t in self.get(ids).values()]
         return self.encoder.encode(questions, show_progress=len(questions) > 5000)
-
-    def _add_to_index(self, index: TicketIndex, ids: list[int]) -> None:
-        if ids:
-            index.add(self._encode_ids(ids), np.asarray(ids))
-            index.save(self.index_dir)
 
     # ---- writes ----------------------------------------------------------------------------
     def ingest(
@@ -225,23 +285,22 @@ class KnowledgeBase:
         return ids[0] if ids else None
 
     def _insert(self, records: list[dict]) -> list[int]:
-        """Store new tickets (identical ones are skipped) and add them to the index; the ids added."""
-        with self._write_lock:
-            added = self.store.insert_tickets(records)
-            if self._index is not None:
-                self._add_to_index(self._index, added)
-        if self._index is None:
-            self.open()
+        """Store new tickets (identical ones are skipped) with their embeddings, then follow the log; the ids added."""
+        known = self.store.known_question_keys([r["question_key"] for r in records])
+        fresh = [r for r in records if r["question_key"] not in known]
+        if fresh:
+            vectors = self.encoder.encode([r["question"] for r in fresh], show_progress=len(fresh) > 5000)
+            fresh = [{**r, "vector": v.tobytes()} for r, v in zip(fresh, vectors)]
+        added = self.store.insert_tickets(fresh)
+        self.refresh(force=True)  # an index not opened yet (a command-line ingest) is left to whoever searches
         return added
 
     def delete(self, ticket_id: int) -> bool:
-        """Remove a ticket from the database and the index; False if it did not exist."""
-        with self._write_lock:
-            deleted = self.store.delete_ticket(ticket_id)
-            if deleted and self._index is not None:
-                self._index.remove([ticket_id])
-                self._index.save(self.index_dir)
-        return bool(deleted)
+        """Remove a ticket from the database, then from the index (through the log, as every replica does)."""
+        deleted = self.store.delete_ticket(ticket_id)
+        if deleted:
+            self.refresh(force=True)
+        return deleted
 
     # ---- reads -----------------------------------------------------------------------------
     def count(self) -> int:
@@ -260,7 +319,8 @@ class KnowledgeBase:
         return list(self.get(self.store.ticket_ids(labelled=True)).values())
 
     def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[Ticket, float]]]:
-        """Top-``k`` tickets with cosine similarity for each query vector."""
+        """Top-``k`` tickets with cosine similarity for each query vector (changes from elsewhere applied first)."""
+        self.refresh()
         ids, scores = self.index.search(query_vectors, k)
         tickets = self.get([int(i) for i in np.unique(ids) if i >= 0])
         return [[(tickets[int(i)], float(s)) for i, s in zip(row_ids, row_scores) if int(i) in tickets] for row_ids, row_scores in zip(ids, scores)]

@@ -120,3 +120,50 @@ def test_index_built_with_another_encoder_is_refused(tmp_path):
 
     with pytest.raises(CsbotError, match="built with encoder 'a'"):
         TicketIndex.load(tmp_path, encoder_name="b")
+
+
+def test_replicas_follow_one_ticket_log(tmp_path, encoder, database_url):
+    """Two processes' knowledge bases on one database (each its own index folder, as on two machines): what one
+    ingests, saves or deletes, the other searches at its next look, on both engines."""
+    one = KnowledgeBase(FeedbackStore(database_url), index_dir=tmp_path / "one", encoder=encoder, check_s=0.0).open()
+    other = KnowledgeBase(FeedbackStore(database_url), index_dir=tmp_path / "other", encoder=encoder, check_s=0.0).open()
+    assert other.index.size == 0
+    one.ingest(write(tmp_path, "t.csv", GOOD), question_col="subject", answer_col="reply", intent_col="topic")
+    hits = other.search(encoder.encode(["someone stole my card"]), k=2)[0]
+    assert hits[0][0].answer == "Freeze it in the app." and other.index.size == 2 and other.version == one.version
+    agent_ticket = other.add("Can I pay with my watch?", "Yes: add the card to your watch's wallet.", source="agent")
+    assert one.search(encoder.encode(["paying with a smartwatch"]), k=1)[0][0][0].id == agent_ticket
+    assert one.delete(hits[0][0].id)
+    assert all(t.id != hits[0][0].id for t, _ in other.search(encoder.encode(["lost card"]), k=3)[0]) and other.index.size == 2
+    # A third process starts from the stored embeddings: the index is built without encoding a question.
+    third = KnowledgeBase(FeedbackStore(database_url), index_dir=tmp_path / "third", encoder=_NoEncoding(encoder), check_s=0.0).open()
+    assert third.index.size == 2 and third.version == one.version
+
+
+def test_changes_are_checked_at_most_once_per_interval(tmp_path, encoder):
+    store = FeedbackStore(tmp_path / "csbot.db")
+    one = KnowledgeBase(store, index_dir=tmp_path / "one", encoder=encoder).open()
+    other = KnowledgeBase(FeedbackStore(tmp_path / "csbot.db"), index_dir=tmp_path / "other", encoder=encoder, check_s=3600).open()
+    one.ingest(write(tmp_path, "t.csv", GOOD), question_col="subject", answer_col="reply")
+    assert not other.refresh() and other.index.size == 0  # looked a moment ago: not again for an hour
+    assert other.refresh(force=True) and other.index.size == 2
+
+
+def test_an_install_from_before_stored_embeddings_is_embedded_once(tmp_path, encoder):
+    store = FeedbackStore(tmp_path / "csbot.db")
+    rows = [{"question": q, "answer": "a", "intent": "", "created_at": "", "source": "", "external_id": "", "question_key": q} for q in ("x", "y")]
+    store.insert_tickets(rows)  # no vectors, as stored by an older version
+    TicketIndex.build(encoder.encode(["x", "y"]), np.array([1, 2]), encoder_name=encoder.name).save(tmp_path / "index")  # no log version
+    kb = make_kb(tmp_path, encoder).open()
+    assert kb.index.size == 2 and store.tickets_without_vectors() == [] and store.count("ticket_vectors") == 2
+    assert kb.search(encoder.encode(["y"]), k=1)[0][0][0].question == "y"
+
+
+class _NoEncoding:
+    """An encoder that fails if asked to encode: proves an index was built from stored embeddings."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.name, self.dim = encoder.name, encoder.dim
+
+    def encode(self, texts, **kwargs):
+        raise AssertionError(f"encoded {len(texts)} texts")
