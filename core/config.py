@@ -48,6 +48,7 @@ class Settings:
     num_sources: int = 3  # sources shown with an answer
     db_busy_timeout_s: float = 10.0  # a write waits this long for a locked database, then the customer gets a plain 503
     db_max_mb: float = 0.0  # a size quota for the database; beyond it writes fail like on a full disk (0 = none)
+    db_pool_size: int = 20  # PostgreSQL: connections per process (PostgreSQL's max_connections must cover every replica's)
     max_batch: int = 32  # most messages one model pass serves (concurrent requests are batched)
     max_pending: int = 64  # chat requests in progress at once; more get 503 "busy, try again" instead of a pile-up
     rate_limit: int = 120  # REST requests per minute per client (429 above; 0 = off); bursts up to half of it

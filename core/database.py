@@ -317,9 +317,9 @@ def _configure(conn) -> None:
     conn.adapters.register_loader("numeric", FloatLoader)
 
 
-def open_database(url: str | Path, *, busy_timeout_s: float = 30.0, max_size_mb: float = 0.0) -> SQLiteDatabase | PostgresDatabase:
+def open_database(url: str | Path, *, busy_timeout_s: float = 30.0, max_size_mb: float = 0.0, pool_size: int = 20) -> SQLiteDatabase | PostgresDatabase:
     """``postgresql://…`` opens PostgreSQL; anything else is a SQLite file path (or ``:memory:``)."""
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
-        return PostgresDatabase(text, busy_timeout_s=busy_timeout_s)
+        return PostgresDatabase(text, busy_timeout_s=busy_timeout_s, max_size=pool_size)
     return SQLiteDatabase(text, busy_timeout_s=busy_timeout_s, max_size_mb=max_size_mb)

@@ -66,8 +66,8 @@ class FeedbackStore:
         'bot'
     """
 
-    def __init__(self, location: str | Path, *, busy_timeout_s: float = 30.0, max_size_mb: float = 0.0) -> None:
-        self.sql: SQLiteDatabase | PostgresDatabase = open_database(location, busy_timeout_s=busy_timeout_s, max_size_mb=max_size_mb)
+    def __init__(self, location: str | Path, *, busy_timeout_s: float = 30.0, max_size_mb: float = 0.0, pool_size: int = 20) -> None:
+        self.sql: SQLiteDatabase | PostgresDatabase = open_database(location, busy_timeout_s=busy_timeout_s, max_size_mb=max_size_mb, pool_size=pool_size)
         self.dialect = self.sql.dialect
 
     @property

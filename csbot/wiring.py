@@ -40,7 +40,7 @@ class Parts:
 
 
 def open_store(settings: Settings) -> FeedbackStore:
-    return FeedbackStore(settings.database, busy_timeout_s=settings.db_busy_timeout_s, max_size_mb=settings.db_max_mb)
+    return FeedbackStore(settings.database, busy_timeout_s=settings.db_busy_timeout_s, max_size_mb=settings.db_max_mb, pool_size=settings.db_pool_size)
 
 
 def open_registry(settings: Settings, store: FeedbackStore | None = None) -> ModelRegistry:
