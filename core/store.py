@@ -327,7 +327,11 @@ class FeedbackStore:
 
     def _in_ticket_sequence(self) -> None:
         """Ticket writers commit one at a time, so a replica that has read change N never later meets a change below N."""
-        sql = self.sql.dialect.in_sequence(7172304)
+        self._in_sequence(7172304)
+
+    def _in_sequence(self, key: int) -> None:
+        """Inside a transaction: wait for the other transactions of ``key`` (PostgreSQL; SQLite writers are serial)."""
+        sql = self.sql.dialect.in_sequence(key)
         if sql:
             self.sql.one(sql)
 
@@ -469,7 +473,8 @@ class FeedbackStore:
         """Append pointer moves ``(version, reason)`` in one transaction; the last one serves. With ``only_if_unset``,
         nothing is written when ``kind`` already has a pointer (adopting an older install's file once)."""
         with self.sql.transaction():
-            if only_if_unset and self.sql.one(f"select id from serving where kind = ? limit 1{self.dialect.lock_row}", [kind]):
+            self._in_sequence(7172305)  # pointer moves one at a time: two replicas adopting an old pointer at once adopt it once
+            if only_if_unset and self.sql.one("select id from serving where kind = ? limit 1", [kind]):
                 return False
             for version, reason in moves:
                 self.sql.insert("serving", {"kind": kind, "version": version, "reason": reason, "created_at": utc_now()}, returning=None)

@@ -60,6 +60,32 @@ def test_the_pointer_in_the_database_is_shared_and_adopts_an_old_file_pointer(tm
     assert [m["version"] for m in one.store.serving_moves("intent")] == ["v0001", "v0002", "v0001", "v0002"]
 
 
+def test_replicas_starting_together_adopt_an_old_file_pointer_once(tmp_path, database_url):
+    import threading
+
+    from core.store import FeedbackStore
+
+    files = ModelRegistry(tmp_path)
+    v1, v2 = publish(files, "a"), publish(files, "b")
+    files.promote("intent", v1)
+    files.promote("intent", v2)
+    replicas = [ModelRegistry(tmp_path, store=FeedbackStore(database_url)) for _ in range(6)]
+    start = threading.Barrier(len(replicas))
+    seen = []
+
+    def first_look(registry: ModelRegistry) -> None:
+        start.wait()
+        seen.append(registry.current_version("intent"))
+
+    threads = [threading.Thread(target=first_look, args=(r,)) for r in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert seen == ["v0002"] * 6
+    assert [m["version"] for m in replicas[0].store.serving_moves("intent")] == ["v0001", "v0002"]  # not once per replica
+
+
 def test_a_server_switches_within_a_second_and_reads_the_pointer_at_most_once_a_second(settings):
     """Two replicas on one database: a promotion through one reaches the other within model_check_s (1 s)."""
     import shutil
