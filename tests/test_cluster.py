@@ -65,9 +65,9 @@ def cluster(ready_home, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("cluster")
     pg_folder = Path(__import__("tempfile").mkdtemp(prefix="csbot-postgres-"))  # the postgres user must reach it
-    postgres = PostgresServer(pg_folder).start()
-    redis = RedisServer(root).start()
+    postgres, redis = PostgresServer(pg_folder).start(), RedisServer(root)
     try:
+        redis.start()
         url = postgres.create_database()
         source = root / "source"
         shutil.copytree(ready_home, source)
