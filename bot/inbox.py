@@ -9,24 +9,15 @@ Everything anybody typed is shown as text (HTML and Markdown escaped).
 
 from __future__ import annotations
 
-import html
-import re
-
 import gradio as gr
 
 from bot.agents import AgentDirectory
 from bot.assistant import Assistant
+from bot.plain_text import plain
 from core.errors import CsbotError
 
 REFRESH_S = 1.0
 INBOX_COLUMNS = ["conversation", "state", "agent", "waiting", "intent", "confidence", "unread"]
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
-
-
-def plain(text: str) -> str:
-    """Text shown exactly as typed: no HTML, no Markdown."""
-    # HTML first (quote=False: its entities then hold no Markdown character), then Markdown's punctuation.
-    return _MARKDOWN.sub(r"\\\1", html.escape(text or "", quote=False)).replace("\n", "  \n")
 
 
 def minutes(seconds: int) -> str:

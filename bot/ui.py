@@ -3,8 +3,8 @@
 Topic buttons are real buttons: "Did you mean…" when the bot asks to clarify, "Customers also asked" after
 an answer (learnt from sessions, ``core.next_questions``). Either way a click calls ``Assistant.choose``.
 
-Callbacks only unpack, call the Assistant and format. Everything a user typed is HTML-escaped before
-it is shown, so markup in a message is displayed as text.
+Callbacks only unpack, call the Assistant and format. Everything a person typed (the customer, an agent, a
+ticket's author) is shown as typed: HTML and Markdown escaped (``bot.plain_text``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import uuid
 import gradio as gr
 
 from bot.assistant import Assistant
+from bot.plain_text import plain
 from core.errors import CsbotError
 from core.store import STATES
 from core.types import Reply
@@ -25,19 +26,19 @@ LIVE_POLL_S = 1.0  # while a person has the conversation, the chat looks for the
 
 def format_event(event: dict) -> str:
     """What people do in the conversation, as the customer sees it ("" for what needs no message)."""
-    who = html.escape(event["author"])
+    who = plain(event["author"])
     return {
         "assigned": f"_{who} from support joined the conversation._",
-        "agent": f"**{who} from support:** {html.escape(event['text'])}",
+        "agent": f"**{who} from support:** {plain(event['text'])}",
         "resolved": f"_{who} marked your question as solved. The bot is back: ask me anything._",
         "bot": "_You're back with the bot: ask me anything._",
-        "offer_message": f"_{html.escape(event['text'])}_",
+        "offer_message": f"_{plain(event['text'])}_",
     }.get(event["event"], "")
 
 
 def format_reply(reply: Reply) -> str:
     """The bot message as Markdown: the answer, then its sources (escaped: ticket text came from users)."""
-    parts = [html.escape(reply.text)]
+    parts = [plain(reply.text)]
     if reply.notice:
         parts.append(f"_{html.escape(reply.notice)}_")
     if reply.action == "clarify":
@@ -74,7 +75,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
 
         def show(reply: Reply, history: list, ids: list, user_text: str | None):
             if user_text is not None:
-                history = history + [{"role": "user", "content": html.escape(user_text)}]
+                history = history + [{"role": "user", "content": plain(user_text)}]
                 ids = ids + [None]
             if reply.text:  # empty while a person has the conversation: the bot says nothing
                 history = history + [{"role": "assistant", "content": format_reply(reply)}]

@@ -203,3 +203,27 @@ def test_personal_data_never_reaches_the_database_or_the_export(client, settings
             assert digits not in "".join(ch for ch in haystack if ch.isalnum()), name
         assert value.encode() not in raw_db, name
     assert "[EMAIL]" in stored and "[CARD]" in stored and "[PHONE]" in stored and "[IBAN]" in stored
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["![pixel](https://tracker.example/p.png)", "**click** [here](javascript:alert(1))", "<img src=x onerror=alert(1)>", "1. a\n# b\n> c | d ~~e~~ `f`"],
+)
+def test_what_people_type_shows_as_typed_in_the_chat(typed):
+    """An agent's reply, a ticket's answer or a customer's message is neither HTML nor Markdown in Gradio's chat."""
+    import html as html_module
+
+    from markdown_it import MarkdownIt
+
+    from bot.ui import format_event, format_reply
+    from core.types import Reply
+
+    render = MarkdownIt("commonmark").enable("table").enable("strikethrough").render
+    for shown in (
+        format_reply(Reply(turn_id="t", session_id="s", action="answer", text=typed, intent="", confidence=0.9)),
+        format_event({"event": "agent", "author": "Sam", "text": typed}).split(":** ", 1)[1],
+    ):
+        rendered = render(shown)
+        assert not any(tag in rendered for tag in ("<img", "<a ", "<strong", "<h1", "<ol", "<blockquote", "<code", "<s>", "<table"))
+        text = html_module.unescape(rendered.replace("<p>", "").replace("</p>", "").replace("<br />", "").replace("\n", "")).strip()
+        assert text.replace(" ", "") == typed.replace("\n", "").replace(" ", "")
