@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from retrieval.intent import IntentPrediction
+from retrieval.intent import IntentPrediction, with_context
 
 CONTEXT_TURNS = 3
 CONTEXT_WINDOW_S = 20 * 60
@@ -42,7 +42,7 @@ class Context:
     turn_id: str
 
     def text_with(self, message: str) -> str:
-        return " ".join([*self.messages, message])
+        return with_context(self.messages, message)
 
 
 def window_start(now: datetime | None = None) -> str:

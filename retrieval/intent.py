@@ -26,6 +26,12 @@ hf_logging.set_verbosity_error()  # load reports for our own head are expected, 
 hf_logging.disable_progress_bar()
 
 MAX_TOKENS = 64  # BANKING77 queries are short; longer messages are cut for the classifier only
+CONTEXT_SEPARATOR = " [SEP] "  # the tokenizer's own separator token: earlier messages, then the new one
+
+
+def with_context(earlier: list[str], message: str) -> str:
+    """How the classifier reads a follow-up with the messages before it (the same in training and serving)."""
+    return CONTEXT_SEPARATOR.join([*earlier, message])
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

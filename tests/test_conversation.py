@@ -79,3 +79,43 @@ def test_next_questions_come_from_session_counts_and_choosing_one_is_a_label(ass
     assert rows == [(chosen.turn_id, "card_delivery_estimate", "next question")]  # a label on the new turn, not on the answer
     data = build_feedback_dataset(list(assistant.store.feedback_rows()), {"card_delivery_estimate", a})
     assert data.counts["topic_button_turns"] == 1 and not any(e.text.startswith(CHOSE_PREFIX) for e in data.examples)
+
+
+def test_followups_made_from_tickets_leave_the_topic_to_the_earlier_message():
+    import random
+
+    from training.context_pairs import elide, make_pairs, mentions
+
+    short, topic = elide("How long does a transfer take to arrive?", random.Random(0))
+    assert (short, topic) == ("how long does it take to arrive?", "transfer")
+    assert elide("Is there a fee for that?", random.Random(0)) == ("is there a fee for that?", "")  # the fee is what is asked
+    questions = [
+        ("How long does a transfer take to arrive?", "transfer_timing"),
+        ("Why was my transfer declined?", "declined_transfer"),
+        ("When will my card arrive?", "card_arrival"),
+        ("I lost my card", "lost_or_stolen_card"),
+        ("What exchange rate do you use?", "exchange_rate"),
+    ]
+    pairs = make_pairs(questions, seed=1, standalone_share=1.0, insist_share=0.4)
+    elliptical = [p for p in pairs if p.kind == "elliptical"]
+    own = dict((i, q) for q, i in questions)
+    assert elliptical and all(p.message != own[p.intent].lower() and p.context != own[p.intent] for p in elliptical)
+    for p in elliptical:  # the earlier message names the topic the follow-up left out
+        assert mentions(p.context) & mentions(own[p.intent]) - mentions(p.message)
+    assert {p.kind for p in pairs} == {"elliptical", "standalone", "insist"}
+    assert all(p.message == q for p in pairs if p.kind == "standalone" for q, i in questions if i == p.intent)
+    assert make_pairs(questions, seed=1) == make_pairs(questions, seed=1)  # deterministic
+
+
+def test_fine_tuning_reads_the_followups_the_way_serving_does():
+    from retrieval.intent import with_context
+    from training.data import Example
+    from training.retrain import context_examples
+    from training.train_intent import IntentTrainConfig
+
+    tickets = [Example("How long does a transfer take?", "transfer_timing"), Example("Why was my transfer declined?", "declined_transfer")]
+    made = context_examples(tickets, IntentTrainConfig(context_pairs=True))
+    assert made and all(e.text.count(" [SEP] ") == 1 for e in made)
+    assert any(e.text == with_context(["Why was my transfer declined?"], "how long does it take?") for e in made)
+    assert context_examples(tickets, IntentTrainConfig(quick=True, context_pairs=True)) == []  # a frozen encoder cannot learn them
+    assert context_examples(tickets, IntentTrainConfig()) == []  # off by default (README: what it costs)

@@ -24,10 +24,11 @@ from core.next_questions import NextQuestions
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from retrieval.encoder import base_model_path
-from retrieval.intent import IntentClassifier
+from retrieval.intent import IntentClassifier, with_context
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.metrics import classification_metrics
 from retrieval.ranker import Ranker
+from training.context_pairs import make_pairs
 from training.data import Example, split_tickets
 from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
 from training.gate import CHAIN_LENGTH, CONFIDENT, Outcomes, VoteAudit, decide, ranker_gate, rules_text, suspect_votes, worse_intents
@@ -94,6 +95,15 @@ def audit_votes(rows: list[dict], since: str | None, serving: ModelScores | None
     return suspect_votes(votes, serving.confident_precision if serving else None)
 
 
+def context_examples(tickets: list[Example], cfg: IntentTrainConfig) -> list[Example]:
+    """Follow-ups made from the tickets, read with an earlier message as serving reads them (fine-tuning only:
+    a head on a frozen encoder cannot learn which of the two messages to follow)."""
+    if cfg.quick or not cfg.context_pairs:
+        return []
+    pairs = make_pairs([(e.text, e.label) for e in tickets], seed=cfg.seed, standalone_share=0.5)
+    return [Example(with_context([p.context], p.message), p.intent) for p in pairs]
+
+
 def retrain(
     settings: Settings,
     cfg: IntentTrainConfig = IntentTrainConfig(),
@@ -129,8 +139,12 @@ def retrain(
     feedback = build_feedback_dataset(train_rows, labels, feedback_filter) if from_feedback else None
     live = LiveSlice.from_rows(live_rows, labels, feedback_filter)
     extra = feedback.examples if feedback else []
-    train = tickets + extra
-    on_step(f"training on {len(train)} examples ({len(extra)} from feedback), validating on {len(val)} tickets and {len(live)} live-slice labels")
+    pairs = context_examples(tickets, cfg)
+    train = tickets + extra + pairs
+    on_step(
+        f"training on {len(train)} examples ({len(extra)} from feedback, {len(pairs)} follow-ups made from tickets), "
+        f"validating on {len(val)} tickets and {len(live)} live-slice labels"
+    )
 
     # 2. Start from the serving model when there is one (continual learning), else the packaged encoder.
     serving_version = registry.current_version(KIND)
@@ -167,6 +181,7 @@ def retrain(
         "data": {
             "tickets": len(tickets),
             "feedback_examples": len(extra),
+            "context_pairs": len(pairs),
             "feedback_counts": dict(feedback.counts) if feedback else {},
             # Full labels by who gave them (reviewers, agents resolving handoffs, customers picking a topic), all of them:
             # those in the live slice are evaluated on, the others trained on when training from feedback.
