@@ -8,6 +8,7 @@ head trained for seconds is a usable first model. The saved folder is a standard
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 
 from retrieval.encoder import fast_inference
+from retrieval.onnx_encoder import OnnxEncoder, onnx_wanted
+
+log = logging.getLogger(__name__)
 
 hf_logging.set_verbosity_error()  # load reports for our own head are expected, not news
 hf_logging.disable_progress_bar()
@@ -110,6 +114,7 @@ class IntentClassifier:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")  # a GPU when there is one
         self._model: IntentModel | None = None
         self._tokenizer = None
+        self._onnx: OnnxEncoder | None = None  # the same encoder in ONNX Runtime, when CSBOT_ONNX asks for it
         self._lock = threading.Lock()
 
     def warm_up(self) -> IntentClassifier:
@@ -118,6 +123,11 @@ class IntentClassifier:
                 self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
                 model = IntentModel.from_pretrained(self.model_dir).to(self.device)
                 model.eval()
+                if onnx_wanted(self.device):
+                    try:
+                        self._onnx = OnnxEncoder.for_model(model, self._tokenizer, self.model_dir)
+                    except Exception as err:  # no onnxruntime, a read-only folder, an export error: PyTorch serves
+                        log.warning("ONNX Runtime not used for %s (%s: %s); serving with PyTorch", self.model_dir, type(err).__name__, err)
                 self._model = model
         return self
 
@@ -125,6 +135,12 @@ class IntentClassifier:
     def labels(self) -> list[str]:
         self.warm_up()
         return [self._model.config.id2label[i] for i in range(self._model.config.num_labels)]
+
+    @property
+    def runtime(self) -> str:
+        """What runs the encoder: "onnxruntime" or "pytorch" (``CSBOT_ONNX``)."""
+        self.warm_up()
+        return "onnxruntime" if self._onnx is not None else "pytorch"
 
     @property
     def config(self) -> BertConfig:
@@ -135,6 +151,11 @@ class IntentClassifier:
         """Pooled, L2-normalised query embeddings of the fine-tuned encoder, shape (len(texts), hidden)."""
         self.warm_up()
         out = []
+        if self._onnx is not None:
+            for start in range(0, len(texts), batch_size):
+                batch = self._tokenizer(texts[start : start + batch_size], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="np")
+                out.append(self._onnx(batch["input_ids"], batch["attention_mask"]))
+            return np.concatenate(out) if out else np.zeros((0, self.config.hidden_size), dtype=np.float32)
         with torch.inference_mode(), fast_inference(self._model.device.type):
             for start in range(0, len(texts), batch_size):
                 batch = self._tokenizer(

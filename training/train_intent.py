@@ -30,6 +30,7 @@ from transformers.utils import logging as hf_logging
 
 from retrieval.encoder import base_model_path
 from retrieval.intent import MAX_TOKENS, IntentModel
+from retrieval.onnx_encoder import export_encoder
 from training.data import Example
 
 log = logging.getLogger(__name__)
@@ -300,6 +301,7 @@ def train_intent_model(
         out_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
+        _export_onnx(out_dir, tokenizer)
     processes = gather_object([f"rank {accelerator.process_index}: pid {os.getpid()} on {socket.gethostname()} ({accelerator.device})"])
     accelerator.end_training()
     return {
@@ -317,6 +319,18 @@ def train_intent_model(
         "num_processes": accelerator.num_processes,
         "processes": processes,
     }
+
+
+def _export_onnx(out_dir: Path, tokenizer) -> None:
+    """The ONNX graph next to the weights (CPU servers without bf16 use it, ``retrieval.onnx_encoder``): made here,
+    from the saved fp32 weights, so a promoted version serves its first request without exporting. A failure
+    only costs that: serving exports (or falls back to PyTorch) itself."""
+    if os.environ.get("CSBOT_ONNX", "auto").strip().lower() == "off":
+        return
+    try:
+        export_encoder(IntentModel.from_pretrained(out_dir).eval(), tokenizer, out_dir)
+    except Exception as err:
+        log.warning("no ONNX export for %s (%s: %s); serving will try again", out_dir, type(err).__name__, err)
 
 
 def _soft_targets(train: list[Example], labels: list[str]) -> torch.Tensor | None:

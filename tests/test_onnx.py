@@ -1,0 +1,69 @@
+"""The fast path: the intent encoder in ONNX Runtime gives the PyTorch path's intents (issue 17)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+import numpy as np
+import pytest
+
+from core.config import Settings
+from csbot.wiring import open_parts
+from retrieval import onnx_encoder
+from retrieval.encoder import bf16_inference_supported
+from retrieval.intent import IntentClassifier
+from retrieval.onnx_encoder import ONNX_FILE, onnx_wanted
+from tests.conftest import DATA
+
+pytest.importorskip("onnxruntime")
+
+
+def serving_dir(home):
+    registry = open_parts(Settings(home=home)).registry
+    return registry.path("intent", registry.current_version("intent"))
+
+
+def test_onnx_runtime_gives_the_pytorch_intents(home, monkeypatch):
+    queries = [row["question"] for row in csv.DictReader((DATA / "eval.csv").open())][::10]  # 308 test queries
+    model_dir = serving_dir(home)
+    assert (model_dir / ONNX_FILE).is_file()  # the trainer exported it next to the weights
+    (model_dir / ONNX_FILE).unlink()  # an older version without one
+    monkeypatch.setenv("CSBOT_ONNX", "off")
+    torch_path = IntentClassifier(model_dir)
+    assert torch_path.runtime == "pytorch" and not (model_dir / ONNX_FILE).exists()
+    monkeypatch.setenv("CSBOT_ONNX", "on")
+    fast = IntentClassifier(model_dir)
+    assert fast.runtime == "onnxruntime" and (model_dir / ONNX_FILE).exists()  # exported by the first server, once
+    a, b = torch_path.embed(queries), fast.embed(queries)
+    assert a.shape == b.shape and float((a * b).sum(1).min()) > 0.9999
+    same = np.mean([x.intent == y.intent for x, y in zip(torch_path.predict(queries), fast.predict(queries))])
+    assert same >= 0.995
+    assert fast.embed([]).shape == (0, a.shape[1])
+
+
+def test_a_failed_export_leaves_pytorch_serving(home, monkeypatch, caplog):
+    monkeypatch.setenv("CSBOT_ONNX", "on")
+
+    def broken(*_args, **_kwargs):
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(onnx_encoder, "export_encoder", broken)
+    model_dir = serving_dir(home)
+    (model_dir / ONNX_FILE).unlink()  # a version without a graph, on a folder serving cannot write
+    with caplog.at_level(logging.WARNING):
+        clf = IntentClassifier(model_dir)
+        assert clf.runtime == "pytorch" and clf.predict(["I lost my card"])[0].intent
+    assert "read-only file system" in caplog.text
+
+
+def test_onnx_setting(monkeypatch):
+    monkeypatch.delenv("CSBOT_ONNX", raising=False)
+    assert onnx_wanted("cpu") == (not bf16_inference_supported())  # auto: where bf16 PyTorch is not the faster path
+    monkeypatch.setenv("CSBOT_ONNX", "off")
+    assert not onnx_wanted("cpu")
+    monkeypatch.setenv("CSBOT_ONNX", "on")
+    assert onnx_wanted("cpu") and not onnx_wanted("cuda")  # a GPU keeps PyTorch (and bf16)
+    monkeypatch.setenv("CSBOT_ONNX", "fast")
+    with pytest.raises(ValueError, match="on, off or auto"):
+        onnx_wanted("cpu")
