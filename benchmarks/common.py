@@ -41,7 +41,13 @@ def cpu() -> dict:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return {"model": model, "cores": os.cpu_count(), "flags": [f for f in SPEED_FLAGS if f in flags], "CSBOT_BF16": os.environ.get("CSBOT_BF16", "auto")}
+    return {
+        "model": model,
+        "cores": os.cpu_count(),
+        "flags": [f for f in SPEED_FLAGS if f in flags],
+        "CSBOT_BF16": os.environ.get("CSBOT_BF16", "auto"),
+        "CSBOT_ONNX": os.environ.get("CSBOT_ONNX", "auto"),
+    }
 
 
 def write_result(name: str, result: dict) -> Path:
