@@ -334,5 +334,12 @@ class Assistant:
         return self.desk.request(session_id, reason)
 
     def health(self) -> dict:
-        answer, handoff = self.thresholds(self.intent_model()[1])
-        return {"status": "ok", "model_version": self.model_version, "tickets": self.kb.index.size, "thresholds": {"answer": answer, "handoff": handoff}}
+        classifier = self.intent_model()[1]
+        answer, handoff = self.thresholds(classifier)
+        return {
+            "status": "ok",
+            "model_version": self.model_version,
+            "tickets": self.kb.index.size,
+            "thresholds": {"answer": answer, "handoff": handoff},
+            "intent_runtime": classifier.runtime,  # onnxruntime or pytorch (CSBOT_ONNX)
+        }

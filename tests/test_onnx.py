@@ -67,3 +67,13 @@ def test_onnx_setting(monkeypatch):
     monkeypatch.setenv("CSBOT_ONNX", "fast")
     with pytest.raises(ValueError, match="on, off or auto"):
         onnx_wanted("cpu")
+
+
+def test_health_says_which_runtime_serves(home, monkeypatch):
+    from csbot.wiring import open_assistant
+
+    for mode, runtime in (("on", "onnxruntime"), ("off", "pytorch")):
+        monkeypatch.setenv("CSBOT_ONNX", mode)
+        assistant = open_assistant(Settings(home=home)).warm_up()
+        assert assistant.health()["intent_runtime"] == runtime
+        assert assistant.respond("I lost my card", f"s-{mode}").intent == "lost_or_stolen_card"
