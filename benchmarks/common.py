@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import platform
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -56,3 +57,24 @@ def write_result(name: str, result: dict) -> Path:
     path = RESULTS / name
     path.write_text(json.dumps(result, indent=2))
     return path
+
+
+def reference_ceiling(texts: list[str]) -> float:
+    """Issue 17's yardstick for this CPU: sentences/s of sentence-transformers' ``encode`` (PyTorch fp32, batch 32)
+    of the packaged encoder over ``texts``. A throughput divided by it compares across processors."""
+    import gc
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from retrieval.encoder import base_model_path
+
+    model = SentenceTransformer(str(base_model_path()), device="cpu")
+    with torch.autocast("cpu", enabled=False):
+        model.encode(texts[:64], batch_size=32)
+        started = time.perf_counter()
+        model.encode(texts, batch_size=32)
+        rate = len(texts) / (time.perf_counter() - started)
+    del model
+    gc.collect()
+    return rate

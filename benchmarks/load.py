@@ -46,7 +46,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DATA, read_csv, write_result  # noqa: E402
+from benchmarks.common import DATA, read_csv, reference_ceiling, write_result  # noqa: E402
 
 SUMMARY = ("replies_per_s", "p50_ms", "p95_ms", "errors", "lost_turns", "lost_votes", "machine_cpu_ms_per_reply")
 PII = ["my email is jane.doe@example.com", "call me on +44 7700 900123", "card 4111 1111 1111 1111"]
@@ -299,10 +299,14 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=0, help="with --database-url and --redis-url: 1 replica on SQLite, then N on them")
     parser.add_argument("--database-url", default="", help="postgresql://… (empty) for the replicas, or auto: a temporary server")
     parser.add_argument("--redis-url", default="", help="redis://… for the replicas, or auto: a temporary server")
+    parser.add_argument("--no-reference", action="store_true", help="skip the encoder's reference ceiling (measured first, before the server starts)")
     parser.add_argument("--name", default=None, help="result file benchmarks/results/NAME.json (default: load, or load_cluster)")
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="csbot-load-"))
     questions = [r["question"] for r in read_csv(DATA / "eval.csv")]
+    ceiling = None if args.no_reference else reference_ceiling(questions)
+    if ceiling:
+        print(f"reference ceiling (sentence-transformers fp32, batch 32): {ceiling:.1f} sentences/s", flush=True)
     if args.replicas:
         if not (args.database_url and args.redis_url):
             parser.error("--replicas needs --database-url and --redis-url (or auto)")
@@ -312,6 +316,9 @@ def main() -> None:
         env = {"CSBOT_RATE_LIMIT": "0"} if not args.rate else {"CSBOT_TRUST_FORWARDED_FOR": "1"}
         proc = start_server(home, port, args.workers, env)
         result = measure([f"http://127.0.0.1:{port}"], [proc], questions, args, lambda t, ids: count_present(home / "csbot.db", t, ids))
+    if ceiling:
+        result["reference_sentences_per_s"] = round(ceiling, 1)
+        result["ratio_to_reference"] = round(result["replies_per_s"] / ceiling, 3) if "replies_per_s" in result else None
     print(result)
     print(write_result(f"{args.name or ('load_cluster' if args.replicas else 'load')}.json", result))
 

@@ -87,6 +87,25 @@ class RateLimiter:
             return allowed
 
 
+class RateLimitMiddleware:
+    """429 before any work for a client over its rate (REST routes only; the Gradio chat queues its own).
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware wraps every request in a
+    task group and memory streams, which cost more of the event loop than the chat route itself under load.
+    """
+
+    def __init__(self, app, limiter, trust_forwarded_for: bool) -> None:
+        self.app, self.limiter, self.trust_forwarded_for = app, limiter, trust_forwarded_for
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            if not self.limiter.allow(client_address(Request(scope), self.trust_forwarded_for)):
+                response = JSONResponse({"detail": RATE_LIMITED}, status_code=429, headers={"Retry-After": "5"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def client_address(request: Request, trust_forwarded_for: bool) -> str:
     if trust_forwarded_for and request.headers.get("x-forwarded-for"):
         return request.headers["x-forwarded-for"].split(",")[0].strip()
@@ -128,12 +147,8 @@ def create_api(assistant: Assistant, admin: AdminService | None = None) -> FastA
     elif settings.rate_limit:
         limiter = RateLimiter(settings.rate_limit)
 
-    @app.middleware("http")
-    async def rate_limit(request: Request, call_next):
-        """429 before any work for a client over its rate (REST routes only; the Gradio chat queues its own)."""
-        if limiter and request.url.path.startswith("/api/") and not limiter.allow(client_address(request, settings.trust_forwarded_for)):
-            return JSONResponse({"detail": RATE_LIMITED}, status_code=429, headers={"Retry-After": "5"})
-        return await call_next(request)
+    if limiter:
+        app.add_middleware(RateLimitMiddleware, limiter=limiter, trust_forwarded_for=settings.trust_forwarded_for)
 
     @app.exception_handler(sqlite3.Error)
     async def storage_error(request: Request, err: sqlite3.Error) -> JSONResponse:

@@ -77,3 +77,15 @@ def test_health_says_which_runtime_serves(home, monkeypatch):
         assistant = open_assistant(Settings(home=home)).warm_up()
         assert assistant.health()["intent_runtime"] == runtime
         assert assistant.respond("I lost my card", f"s-{mode}").intent == "lost_or_stolen_card"
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_sub_batches_keep_each_text_in_its_row(home, monkeypatch, mode):
+    """embed sorts by length and runs sub-batches: each row must still be its own text's embedding."""
+    monkeypatch.setenv("CSBOT_ONNX", mode)
+    clf = IntentClassifier(serving_dir(home))
+    queries = [row["question"] for row in csv.DictReader((DATA / "eval.csv").open())][:40:2]
+    queries = queries + ["card?", "I was charged twice for the same coffee at the station this morning, why did that happen"]
+    together = clf.embed(queries)  # lengths mixed, more than one sub-batch
+    alone = np.stack([clf.embed([q])[0] for q in queries])
+    assert float((together * alone).sum(1).min()) > 0.9999

@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 from sqlite_utils import Database
 
-from core.errors import InputError, UnknownTurn
+from core.errors import InputError, StorageUnavailable, UnknownTurn
 from core.migrations import migrations
 from core.store import FeedbackStore
 from core.types import Feedback, Reply
@@ -78,3 +78,30 @@ def test_old_handoff_rows_keep_their_meaning_after_the_upgrade(tmp_path):
     db.close()
     store = FeedbackStore(path)
     assert (store.session_state("a"), store.session_state("b")) == ("waiting", "bot")
+
+
+def test_writers_in_one_process_queue_instead_of_failing(tmp_path):
+    """32 threads writing at once: each waits its turn on the process's write lock (released after every
+    transaction, also a failed one), none gets StorageUnavailable, no row is lost."""
+    import threading
+
+    from core.database import SQLiteDatabase
+
+    db = SQLiteDatabase(tmp_path / "w.db", busy_timeout_s=5)
+    db.db.execute("create table t (id integer primary key, who integer)")
+    with pytest.raises(StorageUnavailable):  # a failed write lets go of the lock
+        db.insert("missing", {"who": 0})
+    errors: list[Exception] = []
+
+    def write(who: int) -> None:
+        for _ in range(25):
+            try:
+                db.insert("t", {"who": who})
+            except Exception as err:  # noqa: BLE001 - counted below
+                errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(32)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    assert db.one("select count(*) from t")[0] == 32 * 25
