@@ -40,6 +40,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 import psutil
@@ -95,10 +96,13 @@ def server_cpu_s(proc: subprocess.Popen) -> float:
 
 
 async def customer(cid: int, base: str, questions: list[str], deadline: float, args, stats: dict) -> None:
+    """One customer on one keep-alive connection (aiohttp: the client's share of the machine's CPU fell from
+    17% with httpx to 4%, which matters when the client shares the server's two cores)."""
     rng = random.Random(cid)
     headers = {"X-Forwarded-For": f"10.0.{cid // 250}.{cid % 250 + 1}"}
     interval = args.clients / args.rate if args.rate else 0.0
-    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as client:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(base_url=base, timeout=timeout, headers=headers, connector=aiohttp.TCPConnector(limit=1)) as client:
         session = None
         turns_in_session = 0
         next_at = time.perf_counter() + rng.random() * interval
@@ -112,28 +116,29 @@ async def customer(cid: int, base: str, questions: list[str], deadline: float, a
             body = {"message": question} if session is None else {"message": question, "session_id": session}
             started = time.perf_counter()
             try:
-                r = await client.post("/api/v1/chat", json=body)
-            except httpx.HTTPError as err:
+                async with client.post("/api/v1/chat", json=body) as r:
+                    status, reply = r.status, (await r.json() if r.status == 200 else None)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
                 stats["errors"][type(err).__name__] += 1
                 continue
-            if r.status_code != 200:  # refusals (429/503) are counted, not timed: they would flatter the percentiles
-                stats["errors"][str(r.status_code)] += 1
+            if status != 200:  # refusals (429/503) are counted, not timed: they would flatter the percentiles
+                stats["errors"][str(status)] += 1
                 continue
             stats["latency"].append(((time.perf_counter() - started) * 1000, time.perf_counter()))
-            reply = r.json()
             stats["turns"].append(reply["turn_id"])
             session, turns_in_session = reply["session_id"], turns_in_session + 1
             if rng.random() < args.vote_share:
                 vote = {"turn_id": reply["turn_id"], "vote": rng.choice(["up", "down"]), "session_id": session}
                 try:
-                    v = await client.post("/api/v1/feedback", json=vote)
-                except httpx.HTTPError as err:
+                    async with client.post("/api/v1/feedback", json=vote) as v:
+                        status, recorded = v.status, (await v.json() if v.status == 200 else None)
+                except (aiohttp.ClientError, asyncio.TimeoutError) as err:
                     stats["errors"][f"vote {type(err).__name__}"] += 1
                     continue
-                if v.status_code == 200:
-                    stats["votes"].append(v.json()["feedback_id"])
+                if status == 200:
+                    stats["votes"].append(recorded["feedback_id"])
                 else:
-                    stats["errors"][f"vote {v.status_code}"] += 1
+                    stats["errors"][f"vote {status}"] += 1
             if turns_in_session >= 5:
                 session, turns_in_session = None, 0
 
@@ -237,6 +242,57 @@ def measure(bases: list[str], procs: list[subprocess.Popen], questions: list[str
     }
 
 
+def measure_locust(base: str, proc: subprocess.Popen, args, present) -> dict:
+    """The same customers from an independent client: locust (benchmarks/locustfile.py) headless, one process."""
+    work = Path(tempfile.mkdtemp(prefix="csbot-locust-"))
+    audit = work / "acknowledged.txt"
+    command = [sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")), "--headless", "--only-summary"]
+    command += ["-u", str(args.clients), "-r", str(args.clients), "-t", f"{int(args.seconds)}s", "--host", base, "--csv", str(work / "run")]
+    server_cpu0, busy0 = server_cpu_s(proc), machine_busy_s()
+    started = time.perf_counter()
+    client = psutil.Popen(command, env={**os.environ, "CSBOT_LOCUST_AUDIT": str(audit)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client_cpu = 0.0
+    while client.poll() is None:
+        try:
+            times = client.cpu_times()
+            client_cpu = times.user + times.system
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.5)
+    wall = time.perf_counter() - started
+    server_cpu1, busy1 = server_cpu_s(proc), machine_busy_s()
+    proc.terminate()
+    proc.wait(timeout=60)
+    if client.returncode not in (0, 1):  # 1: some requests failed, counted below
+        raise SystemExit(f"locust failed: {client.stderr.read().decode()[-2000:]}")
+    rows = {row["Name"]: row for row in read_csv(work / "run_stats.csv")}
+    chat, vote = rows["chat"], rows.get("vote", {})
+    acknowledged: dict[str, list[str]] = {"turns": [], "feedback": []}
+    for line in audit.read_text().splitlines() if audit.exists() else []:
+        table, _, row_id = line.partition(" ")
+        acknowledged[table].append(int(row_id) if table == "feedback" else row_id)
+    replies = int(chat["Request Count"]) - int(chat["Failure Count"])
+    return {
+        "client": "locust (FastHttpUser, one process)",
+        "clients": args.clients,
+        "seconds": int(args.seconds),
+        "wall_seconds": round(wall, 1),  # locust's start and summary included; Requests/s is over its own -t
+        "replies": replies,
+        "replies_per_s": round(float(chat["Requests/s"]), 1),
+        "votes": int(vote.get("Request Count", 0)) - int(vote.get("Failure Count", 0)),
+        "p50_ms": float(chat["50%"]),
+        "p95_ms": float(chat["95%"]),
+        "p99_ms": float(chat["99%"]),
+        "errors": int(chat["Failure Count"]) + int(vote.get("Failure Count", 0)),
+        "lost_turns": len(acknowledged["turns"]) - present("turns", acknowledged["turns"]),
+        "lost_votes": len(acknowledged["feedback"]) - present("feedback", acknowledged["feedback"]),
+        "client_cpu_share": round(client_cpu / (wall * (os.cpu_count() or 1)), 3),
+        "server_cpu_ms_per_reply": round(1000 * (server_cpu1 - server_cpu0) / max(replies, 1), 2),
+        "machine_cpu_ms_per_reply": round(1000 * (busy1 - busy0 - client_cpu) / max(replies, 1), 2),
+        "cpu_count": os.cpu_count(),
+    }
+
+
 def run_cluster(home: Path, questions: list[str], args) -> dict:
     """One replica on SQLite, then ``--replicas`` on PostgreSQL + Redis, the same load on each."""
     servers = []
@@ -299,6 +355,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=0, help="with --database-url and --redis-url: 1 replica on SQLite, then N on them")
     parser.add_argument("--database-url", default="", help="postgresql://… (empty) for the replicas, or auto: a temporary server")
     parser.add_argument("--redis-url", default="", help="redis://… for the replicas, or auto: a temporary server")
+    parser.add_argument("--client", choices=["aiohttp", "locust"], default="aiohttp", help="the load client: ours (asyncio + aiohttp) or locust")
     parser.add_argument("--no-reference", action="store_true", help="skip the encoder's reference ceiling (measured first, before the server starts)")
     parser.add_argument("--name", default=None, help="result file benchmarks/results/NAME.json (default: load, or load_cluster)")
     args = parser.parse_args()
@@ -315,12 +372,16 @@ def main() -> None:
         port = free_port()
         env = {"CSBOT_RATE_LIMIT": "0"} if not args.rate else {"CSBOT_TRUST_FORWARDED_FOR": "1"}
         proc = start_server(home, port, args.workers, env)
-        result = measure([f"http://127.0.0.1:{port}"], [proc], questions, args, lambda t, ids: count_present(home / "csbot.db", t, ids))
+        audit = lambda t, ids: count_present(home / "csbot.db", t, ids)  # noqa: E731
+        if args.client == "locust":
+            result = measure_locust(f"http://127.0.0.1:{port}", proc, args, audit)
+        else:
+            result = measure([f"http://127.0.0.1:{port}"], [proc], questions, args, audit)
     if ceiling:
         result["reference_sentences_per_s"] = round(ceiling, 1)
         result["ratio_to_reference"] = round(result["replies_per_s"] / ceiling, 3) if "replies_per_s" in result else None
     print(result)
-    print(write_result(f"{args.name or ('load_cluster' if args.replicas else 'load')}.json", result))
+    print(write_result(f"{args.name or ('load_cluster' if args.replicas else 'load_locust' if args.client == 'locust' else 'load')}.json", result))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,11 @@ def choose_spec(n_vectors: int) -> str:
     return f"IVF{nlist},SQ8"
 
 
+def set_search_threads(count: int) -> None:
+    """OpenMP threads for FAISS searches started from the calling thread (OpenMP keeps the setting per thread)."""
+    faiss.omp_set_num_threads(count)
+
+
 class TicketIndex:
     """A FAISS index whose ids are ticket ids.
 

@@ -21,7 +21,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel, BertPreTrainedMod
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 
-from retrieval.encoder import fast_inference
+from retrieval.encoder import CPU_SUB_BATCH, embed_shortest_first, fast_inference, mean_pool
 from retrieval.onnx_encoder import OnnxEncoder, onnx_wanted
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 hf_logging.set_verbosity_error()  # load reports for our own head are expected, not news
 hf_logging.disable_progress_bar()
 
-CPU_SUB_BATCH = 8  # texts per encoder pass on a CPU (sorted by length): measured best of 2, 4, 8, 16, 32
 MAX_TOKENS = 64  # BANKING77 queries are short; longer messages are cut for the classifier only
 CONTEXT_SEPARATOR = " [SEP] "  # the tokenizer's own separator token: earlier messages, then the new one
 
@@ -37,11 +36,6 @@ CONTEXT_SEPARATOR = " [SEP] "  # the tokenizer's own separator token: earlier me
 def with_context(earlier: list[str], message: str) -> str:
     """How the classifier reads a follow-up with the messages before it (the same in training and serving)."""
     return CONTEXT_SEPARATOR.join([*earlier, message])
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    mask = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
 class IntentModel(BertPreTrainedModel):
@@ -156,12 +150,7 @@ class IntentClassifier:
         """
         self.warm_up()
         size = batch_size or (CPU_SUB_BATCH if self._model.device.type == "cpu" else 128)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), self.config.hidden_size), dtype=np.float32)
-        for start in range(0, len(order), size):
-            rows = order[start : start + size]
-            out[rows] = self._embed_padded([texts[i] for i in rows])
-        return out
+        return embed_shortest_first(texts, size, self.config.hidden_size, self._embed_padded)
 
     def _embed_padded(self, texts: list[str]) -> np.ndarray:
         if self._onnx is not None:

@@ -5,14 +5,17 @@ in PyTorch, 319 instead of 260 sentences/s at batch 32, the same intent on 100% 
 ``CSBOT_ONNX`` = auto (default) | on | off. auto: on for a CPU without native bf16 (where the CPU has it, bf16
 PyTorch is the faster path, ``retrieval.encoder.bf16_inference_supported``), never on a GPU.
 
-The exported graph (``onnx/encoder.onnx`` inside the model's own folder, next to the PyTorch weights) is written
-by the trainer when it saves a version (``training.train_intent``), or from the saved model the first time a
-process serves a version without one; never downloaded. Written to a temporary name and renamed, so replicas
-sharing a model folder never read half a file.
+The exported graph of an intent model (``onnx/encoder.onnx`` inside the model's own folder, next to the PyTorch
+weights) is written by the trainer when it saves a version (``training.train_intent``), or from the saved model
+the first time a process serves a version without one. The packaged retrieval encoder's graph goes to a cache
+folder (``CSBOT_CACHE_DIR``, default ``~/.cache/csbot``), one per encoder, exported on first use: the package's
+own folder may be read-only. Never downloaded. Written to a temporary name and renamed, so replicas sharing a
+folder never read half a file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -22,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retrieval.encoder import bf16_inference_supported
+from retrieval.encoder import bf16_inference_supported, mean_pool
 
 log = logging.getLogger(__name__)
 ONNX_FILE = Path("onnx") / "encoder.onnx"
@@ -49,9 +52,30 @@ class _Embed(torch.nn.Module):
         return self.model.embed(input_ids, attention_mask)
 
 
+class MeanPooled(torch.nn.Module):
+    """A sentence-transformers encoder (transformer, mean pooling, normalise) with ``IntentModel.embed``'s signature."""
+
+    def __init__(self, transformer) -> None:
+        super().__init__()
+        self.transformer = transformer
+
+    def embed(self, input_ids, attention_mask):
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask)[0]
+        return torch.nn.functional.normalize(mean_pool(hidden, attention_mask), dim=-1)
+
+
+def cache_dir() -> Path:
+    """Where exported graphs of packaged encoders live (``CSBOT_CACHE_DIR``, default ``~/.cache/csbot``)."""
+    return Path(os.environ.get("CSBOT_CACHE_DIR") or Path.home() / ".cache" / "csbot")
+
+
 def export_encoder(model, tokenizer, model_dir: Path) -> Path:
     """Write ``model_dir/onnx/encoder.onnx`` from a loaded IntentModel (fp32, dynamic batch and length)."""
-    path = Path(model_dir) / ONNX_FILE
+    return export_graph(model, tokenizer, Path(model_dir) / ONNX_FILE)
+
+
+def export_graph(model, tokenizer, path: Path) -> Path:
+    """Write ``model.embed(input_ids, attention_mask)`` to ``path`` as an ONNX graph (fp32, dynamic batch and length)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sample = tokenizer(["how long does a transfer take?", "hi"], padding=True, return_tensors="pt")
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
@@ -89,6 +113,26 @@ class OnnxEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    @classmethod
+    def for_sentence_transformer(cls, model) -> OnnxEncoder:
+        """The session for a mean-pooled, normalised sentence-transformers model, from the cache or exported into it.
+
+        Keyed by the weights file's path, size and time, so another version of the package gets its own graph.
+        """
+        transformer = model[0].auto_model
+        pooling = model[1].get_config_dict() if len(model) > 1 else {}
+        mean = pooling.get("pooling_mode") == "mean" or pooling.get("pooling_mode_mean_tokens")  # sentence-transformers 6, older
+        if not mean or len(model) != 3 or type(model[2]).__name__ != "Normalize":
+            raise ValueError("only a mean-pooled, normalised sentence-transformers model is exported")
+        weights = Path(transformer.name_or_path) / "model.safetensors"
+        stat = weights.stat()
+        key = hashlib.sha256(f"{weights.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+        path = cache_dir() / "onnx" / f"{Path(transformer.name_or_path).name}-{key}" / "encoder.onnx"
+        if not path.exists():
+            log.info("exporting the retrieval encoder to ONNX (once per machine): %s", path)
+            export_graph(MeanPooled(transformer).eval(), model.tokenizer, path)
+        return cls(path)
 
     @classmethod
     def for_model(cls, model, tokenizer, model_dir: Path) -> OnnxEncoder:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("CSBOT_CACHE_DIR", tempfile.mkdtemp(prefix="csbot-cache-"))  # the retrieval encoder's ONNX graph: once a run
 
 from core.config import Settings  # noqa: E402
 

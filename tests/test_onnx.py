@@ -11,7 +11,7 @@ import pytest
 from core.config import Settings
 from csbot.wiring import open_parts
 from retrieval import onnx_encoder
-from retrieval.encoder import bf16_inference_supported
+from retrieval.encoder import Encoder, bf16_inference_supported
 from retrieval.intent import IntentClassifier
 from retrieval.onnx_encoder import ONNX_FILE, onnx_wanted
 from tests.conftest import DATA
@@ -89,3 +89,33 @@ def test_sub_batches_keep_each_text_in_its_row(home, monkeypatch, mode):
     together = clf.embed(queries)  # lengths mixed, more than one sub-batch
     alone = np.stack([clf.embed([q])[0] for q in queries])
     assert float((together * alone).sum(1).min()) > 0.9999
+
+
+def test_retrieval_encoder_in_onnx_finds_the_same_tickets(home, monkeypatch, tmp_path):
+    """A fine-tuned intent model leaves retrieval a pass of its own: in ONNX Runtime it must find the same tickets."""
+
+    queries = [row["question"] for row in csv.DictReader((DATA / "eval.csv").open())][5::10]  # 308 test queries
+    monkeypatch.setenv("CSBOT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CSBOT_ONNX", "off")
+    torch_path = Encoder()
+    assert torch_path.runtime == "pytorch"
+    monkeypatch.setenv("CSBOT_ONNX", "on")
+    fast = Encoder()
+    assert fast.runtime == "onnxruntime" and list((tmp_path / "cache").rglob("encoder.onnx"))  # exported once, to the cache
+    a, b = torch_path.encode(queries), fast.encode(queries)
+    assert a.shape == b.shape and float((a * b).sum(1).min()) > 0.9999
+    kb = open_parts(Settings(home=home)).kb
+    nearest_a, nearest_b = (np.array([hits[0][0].id for hits in kb.search(v, 1)]) for v in (a, b))
+    assert (nearest_a == nearest_b).mean() >= 0.995
+    assert fast.encode([]).shape == (0, a.shape[1])
+
+
+def test_an_unwritable_cache_leaves_the_retrieval_encoder_on_pytorch(monkeypatch, tmp_path, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("CSBOT_CACHE_DIR", str(blocker))
+    monkeypatch.setenv("CSBOT_ONNX", "on")
+    with caplog.at_level(logging.WARNING):
+        encoder = Encoder()
+        assert encoder.runtime == "pytorch" and encoder.encode(["I lost my card"]).shape == (1, 384)
+    assert "retrieval encoder" in caplog.text
