@@ -5,6 +5,7 @@ Everything is real and offline: the packaged MiniLM, real SQLite files, a real F
 
 from __future__ import annotations
 
+import atexit
 import csv
 import os
 import shutil
@@ -16,7 +17,9 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("CSBOT_CACHE_DIR", tempfile.mkdtemp(prefix="csbot-cache-"))  # the retrieval encoder's ONNX graph: once a run
+if "CSBOT_CACHE_DIR" not in os.environ:  # the retrieval encoder's ONNX graph: once a run, removed after it
+    os.environ["CSBOT_CACHE_DIR"] = tempfile.mkdtemp(prefix="csbot-cache-")
+    atexit.register(shutil.rmtree, os.environ["CSBOT_CACHE_DIR"], ignore_errors=True)
 
 from core.config import Settings  # noqa: E402
 
@@ -50,11 +53,26 @@ def ready_home(tmp_path_factory, small_tickets) -> Path:
     return home
 
 
+WEIGHT_FILES = (".safetensors", ".onnx", ".bin")  # written once per model version, never in place
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Weights hard-linked (a model version is immutable; ~180 MB a test otherwise, and CI's /tmp is small),
+    everything a test may write in place (the database, the index, pointers) copied."""
+    if src.endswith(WEIGHT_FILES):
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
+
+
 @pytest.fixture
 def home(ready_home, tmp_path) -> Path:
     """A private copy of the ready home, so each test may write freely."""
     dest = tmp_path / "home"
-    shutil.copytree(ready_home, dest)
+    shutil.copytree(ready_home, dest, copy_function=_link_or_copy)
     return dest
 
 

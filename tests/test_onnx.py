@@ -105,8 +105,13 @@ def test_retrieval_encoder_in_onnx_finds_the_same_tickets(home, monkeypatch, tmp
     a, b = torch_path.encode(queries), fast.encode(queries)
     assert a.shape == b.shape and float((a * b).sum(1).min()) > 0.9999
     kb = open_parts(Settings(home=home)).kb
-    nearest_a, nearest_b = (np.array([hits[0][0].id for hits in kb.search(v, 1)]) for v in (a, b))
-    assert (nearest_a == nearest_b).mean() >= 0.995
+    top_a, top_b = kb.search(a, 10), kb.search(b, 1)
+    same_intent = [hits_a[0][0].intent == hits_b[0][0].intent for hits_a, hits_b in zip(top_a, top_b)]
+    assert np.mean(same_intent) >= 0.995
+    # Where the nearest ticket differs, it is a tie to rounding: PyTorch scores ONNX's pick as close as its own.
+    for hits_a, hits_b in zip(top_a, top_b):
+        scores_a = {ticket.id: score for ticket, score in hits_a}
+        assert hits_b[0][0].id in scores_a and scores_a[hits_b[0][0].id] >= hits_a[0][1] - 1e-3
     assert fast.encode([]).shape == (0, a.shape[1])
 
 
