@@ -83,11 +83,19 @@ def test_gradio_next_questions_are_buttons_and_a_click_is_a_label(browser, serve
     assert page.locator("#suggestion-1").inner_text().strip() == "Order physical card"
     assert "Customers also asked" in page.locator("#suggestions-label").inner_text()
     screenshot(page, "chat-next-questions.png")
+    from playwright.sync_api import expect
+
     before = page.locator("#chat .bot").count()
     button.click()
+    # Gradio may draw the reply's bubble before the chosen question's: wait for each, not one for the other.
+    expect(page.locator("#chat .user").last).to_have_text("Card delivery estimate", timeout=30_000)
     page.wait_for_function(f"document.querySelectorAll('#chat .bot').length > {before}", timeout=30_000)
-    assert page.locator("#chat .user").last.inner_text().strip() == "Card delivery estimate"
-    rows = sqlite3.connect(home / "csbot.db").execute("select corrected_intent, comment from feedback where vote = 0").fetchall()
+    query = "select corrected_intent, comment from feedback where vote = 0"
+    for _ in range(100):  # the label is written before the reply is sent; allow for the page being ahead of it
+        rows = sqlite3.connect(home / "csbot.db").execute(query).fetchall()
+        if rows:
+            break
+        page.wait_for_timeout(100)
     assert rows == [("card_delivery_estimate", "next question")]
     page.close()
 
