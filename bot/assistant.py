@@ -202,7 +202,7 @@ class Assistant:
             prediction, retrieved = self._understand((classifier, text))
             # The cheap test first: most messages stand alone and never cost the session read.
             context = self._context(session_id) if looks_like_followup(text, prediction, thresholds[0]) else None
-            if context is not None:
+            if context is not None and context.carries(text):
                 prediction, retrieved = self._with_context(classifier, context, text, prediction, retrieved)
                 base = replace(base, context_turn_id=context.turn_id)
             ranked = ranker.rank(retrieved, dict(zip(prediction.labels, prediction.probabilities)))

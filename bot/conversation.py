@@ -3,15 +3,15 @@
 What the customer said in the last ``CONTEXT_TURNS`` turns of the session, within ``CONTEXT_WINDOW_S``, is
 the context (Dialogflow keeps a context for 5 turns or 20 minutes; we keep 3 turns or 20 minutes). A message
 is read with its context only when it looks like a follow-up (``looks_like_followup``): short, opening with
-"and", "what about", "ok", or leaning on a word that points back ("it", "that", "again"), *and* too unsure
-alone to be answered. The model then reads the context and the message together, and the two readings are
-combined (``combine``): the message alone says what is asked ("how long", "is there a fee"), the context
-says about what ("a transfer abroad", "a lost card").
+"and", "what about", "ok", or leaning on a word that points back ("it", "that", "again"), and too unsure alone
+to be answered; *and* when it names no topic (a card, a transfer, a top-up: ``core.topics``) that the context
+has not named (``Context.carries``). The model then reads the context and the message together, and the two
+readings are combined (``combine``): the message alone says what is asked ("how long", "is there a fee"), the
+context says about what ("a transfer abroad", "a lost card").
 
-Why both conditions: on the dev half, reading every cue-bearing message with its context helped follow-ups
-more (59% instead of 52% with the quick model) but cost 1.5 points on ordinary test queries sent after another
-question, because many complete questions contain "it" or "my card ... it". A message the model can
-answer alone is answered alone.
+Why the topic rule: many complete questions contain "it" or "my card ... it". Without it, each of the 3,080
+BANKING77 test queries sent after another one was answered 0.55 points worse than alone (the issue allows 0.2);
+with it, 0.10 points worse (quick model, benchmarks/followups.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from core.topics import topics_named
 from retrieval.intent import IntentPrediction, with_context
 
 CONTEXT_TURNS = 3
@@ -44,6 +45,11 @@ class Context:
     def text_with(self, message: str) -> str:
         return with_context(self.messages, message)
 
+    def carries(self, message: str) -> bool:
+        """The message names no topic the context has not named: it leans on the context rather than
+        changing the subject ("how long will the new card take?" after a lost card, not "and my top-up?")."""
+        return topics_named(message) <= topics_named(" ".join(self.messages))
+
 
 def window_start(now: datetime | None = None) -> str:
     """ISO time before which turns are too old to be context."""
@@ -59,7 +65,7 @@ def context_from_turns(turns: list[dict]) -> Context | None:
 
 
 def looks_like_followup(message: str, alone: IntentPrediction, answer_threshold: float) -> bool:
-    """Short or pointing back, and too unsure alone to answer: worth reading with the context."""
+    """Short or pointing back, and too unsure alone to answer: worth reading the context for."""
     cue = len(message.split()) <= SHORT_WORDS or bool(POINTS_BACK.search(message))
     return cue and alone.confidence < answer_threshold
 

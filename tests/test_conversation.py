@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from bot.conversation import CONTEXT_WINDOW_S, combine, looks_like_followup
+from bot.conversation import CONTEXT_WINDOW_S, Context, combine, looks_like_followup
 from core.next_questions import MIN_COUNT, NextQuestions
 from core.types import CHOSE_PREFIX, Feedback, Reply
 from retrieval.intent import IntentPrediction
@@ -48,6 +48,9 @@ def test_combine_keeps_what_fits_both_readings():
     assert looks_like_followup("and what does it cost?", unsure, 0.5) and looks_like_followup("help", unsure, 0.5)
     assert not looks_like_followup("and what does it cost?", sure, 0.5)  # answerable alone: answered alone
     assert not looks_like_followup("Which currencies can I hold in my account and exchange between?", unsure, 0.5)  # no cue
+    lost_card, top_up = Context(["I lost my card, what do I do?"], "t1"), Context(["How do I top up?"], "t2")
+    assert lost_card.carries("how long will the new card take?") and lost_card.carries("how long does it take?")
+    assert not top_up.carries("and does it work for my virtual card?")  # a topic of its own: a new subject
 
 
 def sessions_going(store, a: str, b: str, n: int, prefix: str) -> None:

@@ -14,33 +14,10 @@ generic words ("still nothing", "any news?"), labelled with the earlier message'
 from __future__ import annotations
 
 import random
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-# topic -> the nouns that name it; a determiner in front makes it a noun phrase we can replace by a pronoun
-TOPIC_NOUNS: dict[str, str] = {
-    "card": r"(?:(?:virtual|disposable|physical|debit|credit|bank|replacement|new|old|master|visa)\s+)*cards?(?!\s+(?:payments?|purchases?|transactions?))",
-    "transfer": r"(?:(?:bank|international|money|sepa|swift)\s+)*transfers?",
-    "payment": r"(?:(?:card|online|contactless)\s+)*(?:payments?|purchases?|transactions?)",
-    "top_up": r"(?:(?:automatic|auto)\s+)?top[\s-]?ups?|topups?",
-    "withdrawal": r"(?:(?:cash|atm)\s+)?withdrawals?",
-    "atm": r"atms?|cash\s+machines?|atm\s+machines?",
-    "exchange": r"exchange\s+rates?|(?:currency\s+)?exchanges?|rates?",
-    "refund": r"refunds?",
-    "pin": r"pin(?:\s+number)?|passcode",
-    "phone": r"phones?|mobile",
-    "app": r"app|application",
-    "account": r"accounts?",
-    "cheque": r"cheques?|checks?|deposits?",
-    "direct_debit": r"direct\s+debits?",
-    "money": r"money|funds|cash",
-    "fee": r"fees?|charges?",
-}
-DETERMINER = r"\b(?:my|the|a|an|this|that|your|our|these|those)\s+"
-PHRASES = {topic: re.compile(DETERMINER + f"(?:{nouns})\\b", re.IGNORECASE) for topic, nouns in TOPIC_NOUNS.items()}
-MENTIONS = {topic: re.compile(f"\\b(?:{nouns})\\b", re.IGNORECASE) for topic, nouns in TOPIC_NOUNS.items()}
-KEEP_ASKED = {"fee"}  # the fee is usually what is asked, not the topic: left in the follow-up
+from core.topics import KEEP_ASKED, PHRASES, topics_named
 
 # Generic continuations: the customer insists on the matter of the earlier message. Written for training.
 INSISTS = (
@@ -78,8 +55,7 @@ def elide(question: str, rng: random.Random) -> tuple[str, str]:
     return PHRASES[topic].sub("it", question).strip().lower(), topic
 
 
-def mentions(question: str) -> set[str]:
-    return {topic for topic, pattern in MENTIONS.items() if topic not in KEEP_ASKED and pattern.search(question)}
+mentions = topics_named
 
 
 def make_pairs(questions: list[tuple[str, str]], seed: int = 0, standalone_share: float = 1.0, insist_share: float = 0.1) -> list[ContextPair]:
