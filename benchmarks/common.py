@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import platform
+import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,6 +50,15 @@ def cpu() -> dict:
         "CSBOT_BF16": os.environ.get("CSBOT_BF16", "auto"),
         "CSBOT_ONNX": os.environ.get("CSBOT_ONNX", "auto"),
     }
+
+
+def commit() -> str:
+    """The code a long run measured (runs are made from a frozen checkout so every seed runs the same code)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def write_result(name: str, result: dict) -> Path:

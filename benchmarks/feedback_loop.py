@@ -42,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DATA, RESULTS, device, read_csv, write_result  # noqa: E402
+from benchmarks.common import DATA, RESULTS, commit, cpu, device, read_csv, write_result  # noqa: E402
 from bot.assistant import Assistant  # noqa: E402
 from bot.evaluation import retrieval_scores  # noqa: E402
 from core.config import Settings  # noqa: E402
@@ -214,6 +214,8 @@ def run(args: argparse.Namespace, progress: Callable[[dict], None] | None = None
             },
             "total_seconds": round(time.perf_counter() - started, 1),
             "ran_on": device(),
+            "cpu": cpu(),
+            "commit": commit(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 

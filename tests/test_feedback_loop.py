@@ -15,7 +15,7 @@ from core.types import Feedback, Reply
 from csbot.wiring import open_assistant, retrain
 from training import retrain as retrain_module
 from training.data import Example
-from training.feedback import FeedbackFilter, build_feedback_dataset
+from training.feedback import FeedbackFilter, build_feedback_dataset, estimate_vote_noise, vote_belief
 from training.train_intent import IntentTrainConfig, example_loss
 
 LABELS = {"lost_or_stolen_card", "card_arrival", "exchange_rate"}
@@ -56,6 +56,36 @@ def test_noise_filters():
     assert Example("card stolen", "lost_or_stolen_card", 1.0) in data.examples
     assert not any(e.text.lower().startswith("lost my card") for e in data.examples)
     assert len(data.examples) == 20 + 1
+
+
+def simulated_votes(noise: float, n: int = 3000, seed: int = 0) -> list[tuple[float, int]]:
+    """Calibrated answers (right with probability = confidence) voted on truthfully, ``noise`` of the votes flipped."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        c = rng.uniform(0.3, 1.0)
+        vote = 1 if rng.random() < c else -1
+        out.append((c, -vote if rng.random() < noise else vote))
+    return out
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.1, 0.3])
+def test_the_share_of_flipped_votes_is_estimated(noise):
+    assert abs(estimate_vote_noise(simulated_votes(noise)) - noise) <= 0.03
+
+
+def test_a_down_vote_on_a_sure_answer_weighs_less_when_votes_are_noisy():
+    assert vote_belief(0.97, -1, 0.1) < 0.3 < 0.9 < vote_belief(0.3, -1, 0.1)
+    assert vote_belief(0.97, -1, 0.0) == pytest.approx(1.0) and vote_belief(0.5, 1, 0.0) == pytest.approx(1.0)
+    rows = [{**row(session=f"s{i}", message=f"question {i}", vote=v), "confidence": c} for i, (c, v) in enumerate(simulated_votes(0.1, n=400))]
+    data = build_feedback_dataset(rows, LABELS)
+    assert data.vote_noise is not None and 0.03 <= data.vote_noise <= 0.2
+    by_text = {e.text: e for e in data.examples}
+    sure_down = [by_text[r["message"]].weight for r in rows if r["vote"] < 0 and r["confidence"] > 0.95]
+    unsure_down = [by_text[r["message"]].weight for r in rows if r["vote"] < 0 and r["confidence"] < 0.4]
+    assert sure_down and unsure_down and max(sure_down) < min(unsure_down)
+    plain = build_feedback_dataset(rows, LABELS, FeedbackFilter(weigh_by_belief=False))
+    assert plain.vote_noise is None and {e.weight for e in plain.examples} == {1.0, 0.5}
 
 
 def test_complementary_loss_pushes_the_wrong_intent_down():

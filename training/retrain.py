@@ -183,6 +183,8 @@ def retrain(
             "feedback_examples": len(extra),
             "context_pairs": len(pairs),
             "feedback_counts": dict(feedback.counts) if feedback else {},
+            # Estimated share of votes that say the opposite of the truth; each vote was weighed by its belief.
+            "vote_noise": feedback.vote_noise if feedback else None,
             # Full labels by who gave them (reviewers, agents resolving handoffs, customers picking a topic), all of them:
             # those in the live slice are evaluated on, the others trained on when training from feedback.
             "labels_by_source": dict(Counter(r["source"] for r in all_rows if r["corrected_intent"])),
