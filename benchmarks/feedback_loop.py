@@ -208,6 +208,7 @@ def run(args: argparse.Namespace, progress: Callable[[dict], None] | None = None
                 "poisoning_customers": args.poisoners if args.scenario == "poison" else 0.0,
                 "failed_customers_asking_for_a_person": args.ask_person if args.scenario == "agents" else 0.0,
                 "epochs_per_round": args.epochs,
+                "each_round_starts_from": "the packaged encoder" if args.from_base else "the serving model",
                 "cold_start_epochs": args.cold_epochs,
                 "test_split": "BANKING77 test (3,080 queries)",
                 "stream": "BANKING77 train queries not in the seed set",
@@ -237,7 +238,8 @@ def run(args: argparse.Namespace, progress: Callable[[dict], None] | None = None
         turns += len(queries)
         poisoners = args.poisoners if args.scenario == "poison" else 0.0
         sim = simulate_round(assistant, queries, rng, args.scenario, args.noise, poisoners, args.ask_person)
-        result = retrain(settings, IntentTrainConfig(epochs=args.epochs, seed=args.seed + r), from_feedback=True, on_step=print)
+        cfg = IntentTrainConfig(epochs=args.epochs, seed=args.seed + r, from_base=args.from_base)
+        result = retrain(settings, cfg, from_feedback=True, on_step=print)
         rounds.append(
             {
                 "round": r,
@@ -379,6 +381,7 @@ def main() -> None:
     parser.add_argument("--poisoners", type=float, default=0.3, help="share of poisoning customers in the poison scenario")
     parser.add_argument("--ask-person", type=float, default=0.5, help="agents scenario: share of customers the bot failed who ask for a person")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per retraining round (continual from serving)")
+    parser.add_argument("--from-base", action="store_true", help="each retrain starts from the packaged encoder, not from serving")
     parser.add_argument("--cold-epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--home", type=Path, default=None)

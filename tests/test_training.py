@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from core.registry import ModelRegistry
@@ -85,3 +87,9 @@ def test_retrain_promotes_only_when_not_worse(settings):
     card = registry.card("intent", bad.version)
     assert card["gate"]["decision"] == "refused"
     assert card["metrics"]["validation"]["accuracy"] < card["metrics"]["serving_validation"]["accuracy"]
+
+
+def test_a_retrain_starts_from_the_base_encoder_when_asked(settings):
+    registry = ModelRegistry(settings.models_dir)
+    fresh = retrain(settings, IntentTrainConfig(epochs=1, max_steps=1, linear_probe_first=False, from_base=True))
+    assert Path(registry.card("intent", fresh.version)["init"]).resolve() == base_model_path().resolve()

@@ -146,9 +146,9 @@ def retrain(
         f"validating on {len(val)} tickets and {len(live)} live-slice labels"
     )
 
-    # 2. Start from the serving model when there is one (continual learning), else the packaged encoder.
+    # 2. Start from the serving model when there is one (continual learning), else (or when asked) the packaged encoder.
     serving_version = registry.current_version(KIND)
-    init_dir = base_model_path() if serving_version is None or cfg.quick else registry.path(KIND, serving_version)
+    init_dir = base_model_path() if serving_version is None or cfg.quick or cfg.from_base else registry.path(KIND, serving_version)
     staging = Path(broadcast_object_list([str(registry.staging_dir(KIND)) if state.is_main_process else ""])[0])
     facts = train_intent_model(train, val, init_dir=init_dir, out_dir=staging, cfg=cfg)
     if not state.is_main_process:

@@ -53,6 +53,7 @@ class IntentTrainConfig:
     grad_accum: int = 1
     patience: int = 3  # epochs without validation improvement before stopping (2 stopped a run at epoch 3 on noise)
     quick: bool = False  # head only, encoder frozen
+    from_base: bool = False  # start from the packaged encoder even when a model serves (default: continue from serving)
     # Fine-tuning also reads follow-ups made from the tickets with an earlier message (training.context_pairs). Off by
     # default: measured +1.2 points on the test half's follow-ups, -2.5 on the dev half, -1.0 on single questions.
     context_pairs: bool = False
