@@ -53,7 +53,11 @@ def cpu() -> dict:
 
 
 def commit() -> str:
-    """The code a long run measured (runs are made from a frozen checkout so every seed runs the same code)."""
+    """The code a long run measured (runs are made from a frozen checkout so every seed runs the same code).
+
+    ``CSBOT_COMMIT`` names it where the checkout has no git history (a copy sent to a lent GPU machine)."""
+    if os.environ.get("CSBOT_COMMIT"):
+        return os.environ["CSBOT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or "unknown"
