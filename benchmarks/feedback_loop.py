@@ -191,7 +191,8 @@ def run(args: argparse.Namespace, progress: Callable[[dict], None] | None = None
             "promoted": result.promoted,
             "rule": result.rule,
             "gate": result.reason,
-            "candidate_validation_accuracy": card["metrics"]["validation"]["accuracy"],
+            "candidate_trained": card.get("trained", True),  # False: refused before training (suspect feedback)
+            "candidate_validation_accuracy": (card["metrics"]["validation"] or {}).get("accuracy"),
             "candidate_live": card["metrics"]["live"],
             "serving_live": card["metrics"]["serving_live"],
             "ranker": {k: result.ranker[k] for k in ("version", "promoted", "hit_at_1", "mrr_at_10")} if result.ranker else None,

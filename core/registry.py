@@ -113,8 +113,9 @@ class ModelRegistry:
         return json.loads((self.path(kind, version) / "card.json").read_text())
 
     def promote(self, kind: str, version: str, *, reason: str = "promote") -> None:
-        """Point serving at ``version`` (which must exist)."""
-        self.path(kind, version)
+        """Point serving at ``version`` (which must exist and hold a model)."""
+        if self.card(kind, version).get("trained") is False:
+            raise InputError(f"{kind} version {version} was refused before training: it holds no model to serve")
         if self.store is not None:
             self.store.move_serving(kind, [(version, reason)])
         kind_dir = self._kind_dir(kind)

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from core.errors import InputError
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from core.types import Feedback, Reply
@@ -177,3 +178,8 @@ def test_a_retrain_on_poisoned_votes_is_refused_and_the_card_says_why(settings):
     audit = card["data"]["vote_audit"]
     assert audit["suspect"] and (audit["confident_votes"], audit["down_votes"]) == (60, 48)
     assert card["gate"]["rule"] == "suspect feedback" and "48 of 60" in card["gate"]["reason"]
+    # Refused before training: no weights were trained or kept, and such a version cannot be promoted by hand.
+    assert card["trained"] is False and card["training"] is None and "before training" in result.reason
+    assert not (registry.path("intent", result.version) / "model.safetensors").exists()
+    with pytest.raises(InputError, match="refused before training"):
+        registry.promote("intent", result.version)

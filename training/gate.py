@@ -126,6 +126,18 @@ def suspect_votes(votes: list[tuple[float, int]], serving_precision: float | Non
     return VoteAudit(len(confident), down, expected, suspect, detail)
 
 
+def refuse_suspect_feedback(votes: VoteAudit | None) -> GateDecision | None:
+    """Rule 0 alone. It needs no candidate, so a retrain checks it before training (no time spent on a refusal)."""
+    if votes is None or not votes.suspect:
+        return None
+    return GateDecision(
+        False,
+        "suspect feedback",
+        f"the feedback it would learn from looks poisoned or broken: {votes.detail}. "
+        "Review the recent down-votes (admin console, Review) before retraining on them",
+    )
+
+
 def decide(
     candidate: Outcomes,
     serving: Outcomes | None,
@@ -141,13 +153,8 @@ def decide(
     """
     if serving is None:
         return GateDecision(True, "first model", "first model")
-    if votes is not None and votes.suspect:
-        return GateDecision(
-            False,
-            "suspect feedback",
-            f"the feedback it learnt from looks poisoned or broken: {votes.detail}. "
-            "Review the recent down-votes (admin console, Review) before retraining on them",
-        )
+    if (refusal := refuse_suspect_feedback(votes)) is not None:
+        return refusal
     worse_tickets, tickets_detail = significantly_worse(candidate.tickets, serving.tickets)
     worse_live, live_detail = significantly_worse(candidate.live, serving.live) if candidate.live else (False, "no live slice yet")
     detail = f"tickets: {tickets_detail}; live slice: {live_detail}"

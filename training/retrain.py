@@ -31,7 +31,7 @@ from retrieval.ranker import Ranker
 from training.context_pairs import make_pairs
 from training.data import Example, split_tickets
 from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
-from training.gate import CHAIN_LENGTH, CONFIDENT, Outcomes, VoteAudit, decide, ranker_gate, rules_text, suspect_votes, worse_intents
+from training.gate import CHAIN_LENGTH, CONFIDENT, Outcomes, VoteAudit, decide, ranker_gate, refuse_suspect_feedback, rules_text, suspect_votes, worse_intents
 from training.live_slice import LIVE_BUCKETS, LiveSlice, split_rows
 from training.train_intent import IntentTrainConfig, process_state, train_intent_model
 from training.train_ranker import answer_priors, build_ranking_set, fit_ranker, ranking_outcomes
@@ -141,32 +141,42 @@ def retrain(
     extra = feedback.examples if feedback else []
     pairs = context_examples(tickets, cfg)
     train = tickets + extra + pairs
+
+    # 2. Score serving and the recent chain first (they do not depend on the candidate), and audit the votes cast
+    #    since serving was trained: feedback that looks poisoned is refused before any training time is spent.
+    serving_version = registry.current_version(KIND)
+    chain: dict[str, ModelScores] = {}
+    votes: VoteAudit | None = None
+    since: str | None = None
+    if state.is_main_process:
+        for version in registry.recent_versions(KIND, CHAIN_LENGTH):
+            try:
+                # Seed accuracy only for serving (the forgetting rule): the chain needs the two evaluation sets alone.
+                chain[version] = score_model(registry.path(KIND, version), val, live, seeds if version == serving_version else [])
+            except Exception as err:  # a broken old version must not block training; it just leaves the chain
+                log.warning("cannot evaluate %s for the drift rule: %s", version, err)
+        since = (registry.card(KIND, serving_version).get("data") or {}).get("feedback_cutoff") if serving_version else None
+        votes = audit_votes(all_rows, since, chain.get(serving_version)) if from_feedback else None
+    serving = chain.get(serving_version) if serving_version else None
+    if broadcast_object_list([bool(serving and votes and votes.suspect)])[0]:
+        if not state.is_main_process:
+            return RetrainResult("", False, "a worker process: the main process refused the feedback", {}, None, None, "worker")
+        data = _data_facts(tickets, extra, pairs, feedback, feedback_filter, all_rows, cutoff, since, votes, live)
+        return _refuse_untrained(registry, serving_version, serving, votes, data, on_step=on_step)
+
+    # 3. Start from the serving model when there is one (continual learning), else (or when asked) the packaged encoder.
     on_step(
         f"training on {len(train)} examples ({len(extra)} from feedback, {len(pairs)} follow-ups made from tickets), "
         f"validating on {len(val)} tickets and {len(live)} live-slice labels"
     )
-
-    # 2. Start from the serving model when there is one (continual learning), else (or when asked) the packaged encoder.
-    serving_version = registry.current_version(KIND)
     init_dir = base_model_path() if serving_version is None or cfg.quick or cfg.from_base else registry.path(KIND, serving_version)
     staging = Path(broadcast_object_list([str(registry.staging_dir(KIND)) if state.is_main_process else ""])[0])
     facts = train_intent_model(train, val, init_dir=init_dir, out_dir=staging, cfg=cfg)
     if not state.is_main_process:
         return RetrainResult("", False, "a worker process: the main process evaluates, publishes and promotes", {}, None, None, "worker")
 
-    # 3. Evaluate the candidate, serving and the recent chain on the same sets; the gate decides.
+    # 4. Evaluate the candidate on the same sets; the gate decides.
     candidate = score_model(staging, val, live, seeds)
-    chain: dict[str, ModelScores] = {}
-    for version in registry.recent_versions(KIND, CHAIN_LENGTH):
-        try:
-            # Seed accuracy only for serving (the forgetting rule): the chain needs the two evaluation sets alone.
-            chain[version] = score_model(registry.path(KIND, version), val, live, seeds if version == serving_version else [])
-        except Exception as err:  # a broken old version must not block training; it just leaves the chain
-            log.warning("cannot evaluate %s for the drift rule: %s", version, err)
-    serving = chain.get(serving_version) if serving_version else None
-    # Votes cast since serving was trained: what this candidate learnt that serving did not.
-    since = (registry.card(KIND, serving_version).get("data") or {}).get("feedback_cutoff") if serving_version else None
-    votes = audit_votes(all_rows, since, serving) if from_feedback else None
     decision = decide(
         candidate.outcomes,
         serving.outcomes if serving else None,
@@ -178,33 +188,7 @@ def retrain(
     card = {
         "parent": serving_version,
         "init": str(init_dir),
-        "data": {
-            "tickets": len(tickets),
-            "feedback_examples": len(extra),
-            "context_pairs": len(pairs),
-            "feedback_counts": dict(feedback.counts) if feedback else {},
-            # Estimated share of votes that say the opposite of the truth; each vote was weighed by its belief.
-            "vote_noise": feedback.vote_noise if feedback else None,
-            # Full labels by who gave them (reviewers, agents resolving handoffs, customers picking a topic), all of them:
-            # those in the live slice are evaluated on, the others trained on when training from feedback.
-            "labels_by_source": dict(Counter(r["source"] for r in all_rows if r["corrected_intent"])),
-            "feedback_filter": asdict(feedback_filter) if feedback else None,
-            "feedback_cutoff": cutoff,
-            "vote_audit": (
-                {
-                    "since": since,
-                    "confident_votes": votes.confident_votes,
-                    "down_votes": votes.down_votes,
-                    "down_share": votes.down_share,
-                    "expected_wrong": votes.expected_wrong,
-                    "suspect": votes.suspect,
-                    "detail": votes.detail,
-                }
-                if votes
-                else None
-            ),
-            "live_slice": {"sessions": f"1 in {LIVE_BUCKETS}, by a hash of the session id; never trained on", **dict(live.counts)},
-        },
+        "data": _data_facts(tickets, extra, pairs, feedback, feedback_filter, all_rows, cutoff, since, votes, live),
         "training": facts,
         "metrics": {
             "validation": _summary(candidate.validation),
@@ -237,6 +221,77 @@ def retrain(
     return RetrainResult(
         version, decision.promoted, decision.reason, card["metrics"]["validation"], card["metrics"]["serving_validation"], ranker, decision.rule
     )
+
+
+def _refuse_untrained(
+    registry: ModelRegistry, serving_version: str, serving: ModelScores, votes: VoteAudit, data: dict, *, on_step: Callable[[str], None]
+) -> RetrainResult:
+    """Suspect feedback, seen before training: publish a card without weights (``trained: false``) so the card
+    history and the console's Models tab show the refusal and why; nothing is trained, the ranker and the next
+    questions are left as they are, serving is untouched."""
+    decision = refuse_suspect_feedback(votes)
+    reason = f"{decision.reason} (refused before training: no candidate was trained)"
+    serving_validation = _summary(serving.validation)
+    card = {
+        "parent": serving_version,
+        "trained": False,
+        "data": data,
+        "training": None,
+        "metrics": {
+            "validation": None,
+            "serving_validation": serving_validation,
+            "live": None,
+            "serving_live": serving.live,
+            "seed_accuracy": None,
+            "serving_seed_accuracy": serving.seed_accuracy,
+        },
+        "gate": {"rules": rules_text(), "decision": "refused", "rule": decision.rule, "reason": reason, "best_of_chain": None, "worse_intents": []},
+    }
+    version = registry.publish(KIND, registry.staging_dir(KIND), card)
+    on_step(f"{version}: kept {serving_version} ({decision.rule}: {reason})")
+    return RetrainResult(version, False, reason, {}, serving_validation, None, decision.rule)
+
+
+def _data_facts(
+    tickets: list[Example],
+    extra: list[Example],
+    pairs: list[Example],
+    feedback: FeedbackDataset | None,
+    feedback_filter: FeedbackFilter,
+    all_rows: list[dict],
+    cutoff: str,
+    since: str | None,
+    votes: VoteAudit | None,
+    live: LiveSlice,
+) -> dict:
+    """The card's account of what a candidate learnt from (and, for the live slice, was measured on)."""
+    return {
+        "tickets": len(tickets),
+        "feedback_examples": len(extra),
+        "context_pairs": len(pairs),
+        "feedback_counts": dict(feedback.counts) if feedback else {},
+        # Estimated share of votes that say the opposite of the truth; each vote was weighed by its belief.
+        "vote_noise": feedback.vote_noise if feedback else None,
+        # Full labels by who gave them (reviewers, agents resolving handoffs, customers picking a topic), all of them:
+        # those in the live slice are evaluated on, the others trained on when training from feedback.
+        "labels_by_source": dict(Counter(r["source"] for r in all_rows if r["corrected_intent"])),
+        "feedback_filter": asdict(feedback_filter) if feedback else None,
+        "feedback_cutoff": cutoff,
+        "vote_audit": (
+            {
+                "since": since,
+                "confident_votes": votes.confident_votes,
+                "down_votes": votes.down_votes,
+                "down_share": votes.down_share,
+                "expected_wrong": votes.expected_wrong,
+                "suspect": votes.suspect,
+                "detail": votes.detail,
+            }
+            if votes
+            else None
+        ),
+        "live_slice": {"sessions": f"1 in {LIVE_BUCKETS}, by a hash of the session id; never trained on", **dict(live.counts)},
+    }
 
 
 def retrain_ranker(
