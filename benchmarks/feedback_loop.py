@@ -344,7 +344,8 @@ def plot(scenarios: dict, path: Path) -> None:
         ax.plot(xs, [r["accuracy"] * 100 for r in rows], "o-", color="tab:green", label=f"agents: test accuracy ({rows[0]['seeds']} seed(s))")
         ax.plot(xs, [r["seed_accuracy"] * 100 for r in rows], "^-", color="tab:olive", label="agents: seed-set accuracy")
         if thumbs:
-            ax.plot([r["round"] for r in thumbs["mean"]], [r["accuracy"] * 100 for r in thumbs["mean"]], "o--", color="tab:blue", alpha=0.6, label="thumbs")
+            label = f"thumbs ({thumbs['protocol']['epochs_per_round']} epochs a round)"
+            ax.plot([r["round"] for r in thumbs["mean"]], [r["accuracy"] * 100 for r in thumbs["mean"]], "o--", color="tab:blue", alpha=0.6, label=label)
         ax.axhline(92.5, color="grey", linestyle="--", linewidth=1, label="goal 92.5%")
         ax.set_ylabel("%")
         right = ax.twinx()
