@@ -31,7 +31,19 @@ from retrieval.ranker import Ranker
 from training.context_pairs import make_pairs
 from training.data import Example, split_tickets
 from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
-from training.gate import CHAIN_LENGTH, CONFIDENT, Outcomes, VoteAudit, decide, ranker_gate, refuse_suspect_feedback, rules_text, suspect_votes, worse_intents
+from training.gate import (
+    CHAIN_LENGTH,
+    CONFIDENT,
+    GateDecision,
+    Outcomes,
+    VoteAudit,
+    decide,
+    ranker_gate,
+    refuse_suspect_feedback,
+    rules_text,
+    suspect_votes,
+    worse_intents,
+)
 from training.live_slice import LIVE_BUCKETS, LiveSlice, split_rows
 from training.train_intent import IntentTrainConfig, process_state, train_intent_model
 from training.train_ranker import answer_priors, build_ranking_set, fit_ranker, ranking_outcomes
@@ -158,11 +170,39 @@ def retrain(
         since = (registry.card(KIND, serving_version).get("data") or {}).get("feedback_cutoff") if serving_version else None
         votes = audit_votes(all_rows, since, chain.get(serving_version)) if from_feedback else None
     serving = chain.get(serving_version) if serving_version else None
-    if broadcast_object_list([bool(serving and votes and votes.suspect)])[0]:
+    # The card's account of what a candidate learns from (and, for the live slice, is measured on).
+    data = {
+        "tickets": len(tickets),
+        "feedback_examples": len(extra),
+        "context_pairs": len(pairs),
+        "feedback_counts": dict(feedback.counts) if feedback else {},
+        # Estimated share of votes that say the opposite of the truth; each vote was weighed by its belief.
+        "vote_noise": feedback.vote_noise if feedback else None,
+        # Full labels by who gave them (reviewers, agents resolving handoffs, customers picking a topic), all of them:
+        # those in the live slice are evaluated on, the others trained on when training from feedback.
+        "labels_by_source": dict(Counter(r["source"] for r in all_rows if r["corrected_intent"])),
+        "feedback_filter": asdict(feedback_filter) if feedback else None,
+        "feedback_cutoff": cutoff,
+        "vote_audit": (
+            {
+                "since": since,
+                "confident_votes": votes.confident_votes,
+                "down_votes": votes.down_votes,
+                "down_share": votes.down_share,
+                "expected_wrong": votes.expected_wrong,
+                "suspect": votes.suspect,
+                "detail": votes.detail,
+            }
+            if votes
+            else None
+        ),
+        "live_slice": {"sessions": f"1 in {LIVE_BUCKETS}, by a hash of the session id; never trained on", **dict(live.counts)},
+    }
+    refusal = refuse_suspect_feedback(votes) if serving else None
+    if broadcast_object_list([refusal is not None])[0]:
         if not state.is_main_process:
             return RetrainResult("", False, "a worker process: the main process refused the feedback", {}, None, None, "worker")
-        data = _data_facts(tickets, extra, pairs, feedback, feedback_filter, all_rows, cutoff, since, votes, live)
-        return _refuse_untrained(registry, serving_version, serving, votes, data, on_step=on_step)
+        return _refuse_untrained(registry, serving_version, serving, refusal, data, on_step=on_step)
 
     # 3. Start from the serving model when there is one (continual learning), else (or when asked) the packaged encoder.
     on_step(
@@ -188,7 +228,7 @@ def retrain(
     card = {
         "parent": serving_version,
         "init": str(init_dir),
-        "data": _data_facts(tickets, extra, pairs, feedback, feedback_filter, all_rows, cutoff, since, votes, live),
+        "data": data,
         "training": facts,
         "metrics": {
             "validation": _summary(candidate.validation),
@@ -224,12 +264,11 @@ def retrain(
 
 
 def _refuse_untrained(
-    registry: ModelRegistry, serving_version: str, serving: ModelScores, votes: VoteAudit, data: dict, *, on_step: Callable[[str], None]
+    registry: ModelRegistry, serving_version: str, serving: ModelScores, decision: GateDecision, data: dict, *, on_step: Callable[[str], None]
 ) -> RetrainResult:
     """Suspect feedback, seen before training: publish a card without weights (``trained: false``) so the card
     history and the console's Models tab show the refusal and why; nothing is trained, the ranker and the next
     questions are left as they are, serving is untouched."""
-    decision = refuse_suspect_feedback(votes)
     reason = f"{decision.reason} (refused before training: no candidate was trained)"
     serving_validation = _summary(serving.validation)
     card = {
@@ -250,48 +289,6 @@ def _refuse_untrained(
     version = registry.publish(KIND, registry.staging_dir(KIND), card)
     on_step(f"{version}: kept {serving_version} ({decision.rule}: {reason})")
     return RetrainResult(version, False, reason, {}, serving_validation, None, decision.rule)
-
-
-def _data_facts(
-    tickets: list[Example],
-    extra: list[Example],
-    pairs: list[Example],
-    feedback: FeedbackDataset | None,
-    feedback_filter: FeedbackFilter,
-    all_rows: list[dict],
-    cutoff: str,
-    since: str | None,
-    votes: VoteAudit | None,
-    live: LiveSlice,
-) -> dict:
-    """The card's account of what a candidate learnt from (and, for the live slice, was measured on)."""
-    return {
-        "tickets": len(tickets),
-        "feedback_examples": len(extra),
-        "context_pairs": len(pairs),
-        "feedback_counts": dict(feedback.counts) if feedback else {},
-        # Estimated share of votes that say the opposite of the truth; each vote was weighed by its belief.
-        "vote_noise": feedback.vote_noise if feedback else None,
-        # Full labels by who gave them (reviewers, agents resolving handoffs, customers picking a topic), all of them:
-        # those in the live slice are evaluated on, the others trained on when training from feedback.
-        "labels_by_source": dict(Counter(r["source"] for r in all_rows if r["corrected_intent"])),
-        "feedback_filter": asdict(feedback_filter) if feedback else None,
-        "feedback_cutoff": cutoff,
-        "vote_audit": (
-            {
-                "since": since,
-                "confident_votes": votes.confident_votes,
-                "down_votes": votes.down_votes,
-                "down_share": votes.down_share,
-                "expected_wrong": votes.expected_wrong,
-                "suspect": votes.suspect,
-                "detail": votes.detail,
-            }
-            if votes
-            else None
-        ),
-        "live_slice": {"sessions": f"1 in {LIVE_BUCKETS}, by a hash of the session id; never trained on", **dict(live.counts)},
-    }
 
 
 def retrain_ranker(
