@@ -1,8 +1,9 @@
 """Retrieval quality and scale (DESIGN.md, benchmark protocol 2 and 3).
 
 Quality: every BANKING77 test query against the bundled tickets; a hit when the top-ranked ticket's
-intent is the query's; hit@1 and MRR@10 without the ranker (FAISS order) and with it, next to the
-serving intent model's own accuracy.
+intent is the query's; hit@1 and MRR@10 without the ranker (FAISS order), with the baseline that serves until
+a learned ranker beats it (FAISS order led by the nearest ticket of the classifier's intent), and with the
+serving ranker, next to the serving intent model's own accuracy.
 
 Scale: homes with 10k, 100k and 1M tickets. The real 10k ticket embeddings are grown synthetically
 (each copy is a real embedding plus Gaussian noise, renormalised, stored as a ticket row in SQLite):
@@ -13,6 +14,7 @@ memory of a fresh serving process, the time to ingest 1,000 new real tickets int
 the index against exact search.
 
 Usage: python benchmarks/retrieval.py --home var [--sizes 10000,100000,1000000]   (--sizes "": quality only)
+       [--out retrieval_first_start.json]
 """
 
 from __future__ import annotations
@@ -156,6 +158,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("CSBOT_HOME", "var")))
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--out", default="retrieval.json", help="result file under benchmarks/results/")
     parser.add_argument("--measure", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -185,7 +188,7 @@ def main() -> None:
         entry.update(json.loads(out.stdout.strip().splitlines()[-1]))
         result["scale"].append(entry)
         print(json.dumps(entry), flush=True)
-    print(write_result("retrieval.json", result))
+    print(write_result(args.out, result))
 
 
 if __name__ == "__main__":

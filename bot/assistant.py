@@ -87,7 +87,7 @@ class Assistant:
         self.store = store
         self.kb = knowledge_base
         self.registry = registry
-        self.ranker = ranker if ranker is not None else Ranker()  # FAISS order, until a learned ranker beats it
+        self.ranker = ranker if ranker is not None else Ranker.baseline()  # until a learned ranker beats it
         self._models: dict[str, tuple[str, object]] = {}
         self._broken: dict[str, str] = {}  # kind -> a version that failed to load
         self._pointer: dict[str, tuple[float, str | None]] = {}  # kind -> (when read, the version it named)
@@ -123,7 +123,7 @@ class Assistant:
         if held is not None and (wanted is None or held[0] == wanted or self._broken.get(kind) == wanted):
             return held  # unchanged, or the pointer names a version already found broken: no retry per request
         if wanted is None:
-            if kind == "ranker":  # no learned ranker has beaten FAISS order yet: serve FAISS order
+            if kind == "ranker":  # no learned ranker has beaten the baseline yet: serve the baseline
                 return ("default", self._default_ranker)
             raise ModelNotFound(f"no {kind} model is serving yet; run `csbot train` (or `csbot serve` trains one)")
         with self._reload_lock:

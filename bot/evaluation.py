@@ -11,25 +11,27 @@ from bot.assistant import Assistant
 from core.errors import IngestError
 from retrieval.knowledge_base import read_rows
 from retrieval.metrics import classification_metrics, first_hit
+from retrieval.ranker import Ranker
 
 
 def retrieval_scores(assistant: Assistant, texts: list[str], intents: list[str], probs: np.ndarray) -> dict:
-    """hit@1 and MRR@10 (a hit: the ranked ticket's intent is the query's), without and with the ranker."""
+    """hit@1 and MRR@10 (a hit: the ranked ticket's intent is the query's) in FAISS order ("without_ranker"), with the
+    baseline that serves until a learned ranker beats it, and with the serving ranker (learned or that baseline)."""
     labels = assistant.intent_model()[1].labels
-    ranker = assistant.ranking_model()[1]
+    rankers = {"without_ranker": Ranker(), "baseline": Ranker.baseline(), "with_ranker": assistant.ranking_model()[1]}
     vectors = assistant.kb.encoder.encode(texts)
     retrieved = assistant.kb.search(vectors, assistant.settings.top_k)
-    out: dict[str, list[float]] = {"hit1_dense": [], "mrr_dense": [], "hit1_ranked": [], "mrr_ranked": []}
+    hit1: dict[str, list[float]] = {name: [] for name in rankers}
+    rr: dict[str, list[float]] = {name: [] for name in rankers}
     for gold, hits, row in zip(intents, retrieved, probs):
-        ranked = ranker.rank(hits, dict(zip(labels, row.tolist())))
-        for name, order in (("dense", [t.intent for t, _ in hits]), ("ranked", [c.ticket.intent for c in ranked])):
-            first = first_hit(order, gold)
-            out[f"hit1_{name}"].append(float(first == 0))
-            out[f"mrr_{name}"].append(0.0 if first is None else 1.0 / (first + 1))
-    mean = {k: float(np.mean(v)) if v else 0.0 for k, v in out.items()}
+        probabilities = dict(zip(labels, row.tolist()))
+        for name, ranker in rankers.items():
+            first = first_hit([c.ticket.intent for c in ranker.rank(hits, probabilities)], gold)
+            hit1[name].append(float(first == 0))
+            rr[name].append(0.0 if first is None else 1.0 / (first + 1))
     return {
-        "hit_at_1": {"without_ranker": mean["hit1_dense"], "with_ranker": mean["hit1_ranked"]},
-        "mrr_at_10": {"without_ranker": mean["mrr_dense"], "with_ranker": mean["mrr_ranked"]},
+        "hit_at_1": {name: float(np.mean(v)) if v else 0.0 for name, v in hit1.items()},
+        "mrr_at_10": {name: float(np.mean(v)) if v else 0.0 for name, v in rr.items()},
     }
 
 

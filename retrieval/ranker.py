@@ -13,7 +13,12 @@ ranking starts. The signals per candidate ticket:
 
 The weights are fitted by pairwise logistic regression (``training.train_ranker``) and saved as
 ``ranker.json`` in a registry version. Without a trained version, or until one beats it on held-out queries,
-the order is FAISS's own (similarity alone): a learned ranker must never subtract.
+the baseline serves (``Ranker.baseline``): FAISS's own order (similarity alone), except that the nearest ticket
+of the classifier's first intent leads. Pure FAISS order ignores the classifier and answers with the nearest
+ticket's intent even where the classifier knew better; moving every ticket of that intent up would bury the
+right ones whenever the classifier is wrong. On the BANKING77 test split with the quick model: FAISS order
+hit@1 92.05%, MRR@10 0.942; the baseline 93.34%, 0.951; all tickets of the top intent first 93.3%, 0.938.
+A learned ranker must never subtract: it is promoted only when it is below neither.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from core.types import Ticket
 FEATURES = ("similarity", "intent_probability", "is_top_intent", "neighbour_share", "answer_prior")
 DEFAULT_WEIGHTS = {"similarity": 1.0}  # FAISS order
 RANKER_FILE = "ranker.json"
+BASELINE = "FAISS order, classifier's intent first"  # how cards and gate reasons name Ranker.baseline()
 
 
 def answer_key(answer: str) -> str:
@@ -57,6 +63,12 @@ class Ranker:
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     bias: float = 0.0
     answer_prior: dict[str, float] = field(default_factory=dict)
+    intent_first: bool = False  # the best-scored ticket of the classifier's first intent leads; the rest keep their order
+
+    @classmethod
+    def baseline(cls) -> Ranker:
+        """What serves until a learned ranker beats it (module docstring)."""
+        return cls(intent_first=True)
 
     def __post_init__(self) -> None:
         unknown = set(self.weights) - set(FEATURES)
@@ -89,14 +101,24 @@ class Ranker:
     def rank(self, retrieved: list[tuple[Ticket, float]], intent_probs: dict[str, float]) -> list[Candidate]:
         scores = self.features(retrieved, intent_probs) @ self._w + self.bias if retrieved else []
         candidates = [Candidate(ticket, sim, intent_probs.get(ticket.intent, 0.0), float(score)) for (ticket, sim), score in zip(retrieved, scores)]
-        return sorted(candidates, key=lambda c: c.score, reverse=True)
+        ranked = sorted(candidates, key=lambda c: c.score, reverse=True)
+        if self.intent_first and intent_probs:
+            top = max(intent_probs, key=intent_probs.get)
+            lead = next((i for i, c in enumerate(ranked) if c.ticket.intent == top), 0)
+            ranked.insert(0, ranked.pop(lead))
+        return ranked
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        payload = {"features": FEATURES, "weights": self.weights, "bias": self.bias, "answer_prior": self.answer_prior}
+        payload = {"features": FEATURES, "weights": self.weights, "bias": self.bias, "answer_prior": self.answer_prior, "intent_first": self.intent_first}
         (directory / RANKER_FILE).write_text(json.dumps(payload, indent=2))
 
     @classmethod
     def load(cls, directory: Path) -> Ranker:
         payload = json.loads((Path(directory) / RANKER_FILE).read_text())
-        return cls(weights=payload["weights"], bias=payload.get("bias", 0.0), answer_prior=payload.get("answer_prior", {}))
+        return cls(
+            weights=payload["weights"],
+            bias=payload.get("bias", 0.0),
+            answer_prior=payload.get("answer_prior", {}),
+            intent_first=payload.get("intent_first", False),
+        )

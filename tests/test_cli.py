@@ -46,7 +46,7 @@ def test_eval_writes_a_report(home, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["n"] == 2 and 0 <= report["accuracy"] <= 1
-    assert set(report["retrieval"]["hit_at_1"]) == {"without_ranker", "with_ranker"}
+    assert set(report["retrieval"]["hit_at_1"]) == {"without_ranker", "baseline", "with_ranker"}
     assert report["per_intent"]["lost_or_stolen_card"]["support"] == 1 and "ece" in report
     assert out.with_suffix(".confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert "out_of_scope" not in report

@@ -19,6 +19,17 @@ def test_default_ranker_is_faiss_order():
     assert ranked[0].score == 0.9
 
 
+def test_the_baseline_leads_with_the_classifiers_intent_and_keeps_faiss_order_otherwise(tmp_path):
+    nearest, mine, other, mine_too = ticket(1, "a", "A"), ticket(2, "b", "B"), ticket(3, "c", "C"), ticket(4, "b", "B2")
+    retrieved = [(nearest, 0.9), (mine, 0.8), (other, 0.75), (mine_too, 0.7)]
+    baseline = Ranker.baseline()
+    assert [c.ticket.id for c in baseline.rank(retrieved, {"b": 0.7, "a": 0.2})] == [2, 1, 3, 4]  # only the nearest "b" moves up
+    assert [c.ticket.id for c in baseline.rank(retrieved, {"z": 0.9})] == [1, 2, 3, 4]  # its intent not retrieved: FAISS order
+    assert [c.ticket.id for c in Ranker().rank(retrieved, {"b": 0.7})] == [1, 2, 3, 4]
+    baseline.save(tmp_path)
+    assert Ranker.load(tmp_path).intent_first
+
+
 def test_a_tiny_ranker_training_run_follows_the_votes(tmp_path):
     # Two answers for the same intent; customers liked "good" and disliked "bad".
     good, bad = ticket(1, "card", "good answer"), ticket(2, "card", "bad answer")

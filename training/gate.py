@@ -22,7 +22,8 @@ refuses names itself in the card:
 3. ``forgetting``: accuracy on the replayed seed tickets dropped by more than ``MAX_SEED_DROP``.
 
 The ranker has a gate of its own (``ranker_gate``): neither hit@1 nor MRR@10 may be lower than any
-alternative's (FAISS order, the serving ranker) on held-out queries.
+alternative's (FAISS order, the baseline that serves without a learned ranker, the serving ranker) on
+held-out queries.
 """
 
 from __future__ import annotations

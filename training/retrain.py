@@ -27,7 +27,7 @@ from retrieval.encoder import base_model_path
 from retrieval.intent import IntentClassifier, with_context
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.metrics import classification_metrics
-from retrieval.ranker import Ranker
+from retrieval.ranker import BASELINE, Ranker
 from training.context_pairs import make_pairs
 from training.data import Example, split_tickets
 from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
@@ -303,7 +303,7 @@ def retrain_ranker(
 ) -> dict:
     """Fit the ranker on half of the held-out tickets (+ confirmed feedback), gate it on the other half.
 
-    Promoted only when neither its hit@1 nor its MRR@10 is below FAISS order's or the serving ranker's.
+    Promoted only when neither its hit@1 nor its MRR@10 is below FAISS order's, the baseline's or the serving ranker's.
     """
     intent_version, intent_dir = registry.current(KIND)
     classifier = IntentClassifier(intent_dir)
@@ -314,7 +314,7 @@ def retrain_ranker(
     eval_set = build_ranking_set(held_out, kb, classifier, settings.top_k)
     candidate = fit_ranker(fit_set, answer_prior=answer_priors(vote_rows, kb) if feedback else {})
     serving_version = registry.current_version(RANKER)
-    alternatives = {"FAISS order": Ranker()}
+    alternatives = {"FAISS order": Ranker(), BASELINE: Ranker.baseline()}
     if serving_version:
         alternatives[f"serving {serving_version}"] = Ranker.load(registry.path(RANKER, serving_version))
     scores = {name: _ranking_means(r, eval_set) for name, r in alternatives.items()}
@@ -323,7 +323,7 @@ def retrain_ranker(
     staging = registry.staging_dir(RANKER)
     candidate.save(staging)
     card = {
-        "parent": serving_version or "FAISS order",
+        "parent": serving_version or BASELINE,
         "intent_version": intent_version,
         "objective": "pairwise logistic regression (RankNet, linear scorer) over the candidates of each query",
         "weights": candidate.weights,
@@ -331,7 +331,7 @@ def retrain_ranker(
         "data": {"fit_queries": len(fit_set.queries), "eval_queries": len(eval_set.queries), "answer_priors": len(candidate.answer_prior)},
         "metrics": {"hit_at_1": cand_hit1, "mrr_at_10": cand_mrr, "alternatives": {k: {"hit_at_1": h, "mrr_at_10": m} for k, (h, m) in scores.items()}},
         "gate": {
-            "rule": "promote only when neither hit@1 nor MRR@10 on held-out queries is below FAISS order's or the serving ranker's",
+            "rule": "promote only when neither hit@1 nor MRR@10 on held-out queries is below FAISS order's, the baseline's or the serving ranker's",
             "decision": "promoted" if promoted else "refused",
             "reason": reason,
         },
@@ -339,7 +339,7 @@ def retrain_ranker(
     version = registry.publish(RANKER, staging, card)
     if promoted:
         registry.promote(RANKER, version, reason=reason)
-    on_step(f"ranker {version}: {'promoted' if promoted else 'kept ' + str(serving_version or 'FAISS order')} ({reason})")
+    on_step(f"ranker {version}: {'promoted' if promoted else 'kept ' + str(serving_version or BASELINE)} ({reason})")
     return {"version": version, "promoted": promoted, "hit_at_1": cand_hit1, "mrr_at_10": cand_mrr, "alternatives": card["metrics"]["alternatives"]}
 
 
