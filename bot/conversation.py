@@ -1,7 +1,7 @@
 """Conversation context: a follow-up is understood with the turns before it, a standalone question alone.
 
 What the customer said in the last ``CONTEXT_TURNS`` turns of the session, within ``CONTEXT_WINDOW_S``, is
-the context (Dialogflow keeps a context for 5 turns or 20 minutes; we keep 3 turns or 20 minutes). A message
+the context (``core.context``, shared with training). A message
 is read with its context only when it looks like a follow-up (``looks_like_followup``): short, opening with
 "and", "what about", "ok", or leaning on a word that points back ("it", "that", "again"), and too unsure alone
 to be answered; *and* when it names no topic (a card, a transfer, a top-up: ``core.topics``) that the context
@@ -19,14 +19,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 
+from core.context import CONTEXT_TURNS, CONTEXT_WINDOW_S, context_turns, window_start
 from core.topics import topics_named
 from retrieval.intent import IntentPrediction, with_context
 
-CONTEXT_TURNS = 3
-CONTEXT_WINDOW_S = 20 * 60
-CONTEXT_ACTIONS = ("answer", "clarify")  # turns whose message is a question about the customer's matter
+__all__ = ["CONTEXT_TURNS", "CONTEXT_WINDOW_S", "Context", "combine", "context_from_turns", "looks_like_followup", "window_start"]
 POINTS_BACK = re.compile(
     r"^\s*(and|but|so|or|ok|okay|also|actually|now|then|what about|how about)\b"
     r"|\b(it|its|it's|that|this|those|these|them|they|one|there|again|too|either|instead|same|still|mine)\b",
@@ -51,17 +49,12 @@ class Context:
         return topics_named(message) <= topics_named(" ".join(self.messages))
 
 
-def window_start(now: datetime | None = None) -> str:
-    """ISO time before which turns are too old to be context."""
-    return ((now or datetime.now(timezone.utc)) - timedelta(seconds=CONTEXT_WINDOW_S)).isoformat(timespec="milliseconds")
-
-
 def context_from_turns(turns: list[dict]) -> Context | None:
     """``turns`` newest first (``FeedbackStore.recent_turns``); None when there is nothing to read a message with."""
-    usable = [t for t in turns if t["action"] in CONTEXT_ACTIONS and t["message"]]
-    if not usable:
+    lean_on = context_turns(turns)
+    if not lean_on:
         return None
-    return Context([t["message"] for t in reversed(usable[: CONTEXT_TURNS - 1])], usable[0]["id"])
+    return Context([t["message"] for t in reversed(lean_on)], lean_on[0]["id"])
 
 
 def looks_like_followup(message: str, alone: IntentPrediction, answer_threshold: float) -> bool:

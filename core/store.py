@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from core.context import CONTEXT_TURNS, context_turns, window_start
 from core.database import STORAGE_UNAVAILABLE, PostgresDatabase, SQLiteDatabase, open_database
 from core.errors import InputError, UnknownTurn
 from core.redact import redact
@@ -255,6 +256,20 @@ class FeedbackStore:
             "select id, message, action, text from turns where session_id = ? and created_at > ? order by created_at desc, rowid desc limit ?",
             [session_id, since, limit],
         )
+
+    def context_messages(self, turn_id: str) -> list[str]:
+        """The earlier messages a follow-up turn was read with, oldest first: what serving's context held then."""
+        found = self.sql.rows("select session_id, created_at, rowid from turns where id = ?", [turn_id])
+        if not found:
+            return []
+        turn = found[0]
+        at, since = turn["created_at"], window_start(datetime.fromisoformat(turn["created_at"]))
+        earlier = self.sql.rows(
+            "select id, message, action from turns where session_id = ? and created_at > ?"
+            " and (created_at < ? or (created_at = ? and rowid < ?)) order by created_at desc, rowid desc limit ?",
+            [turn["session_id"], since, at, at, turn["rowid"], CONTEXT_TURNS],
+        )
+        return [t["message"] for t in reversed(context_turns(earlier))]
 
     def intent_transitions(self, *, within_s: float) -> list[tuple[str, str, int]]:
         """(intent, next intent, count) over sessions: consecutive answered turns at most ``within_s`` apart.
@@ -539,13 +554,16 @@ class FeedbackStore:
         writer.writerows(rows)
 
     def feedback_rows(self, *, cutoff: str | None = None) -> Iterator[dict[str, Any]]:
-        """Each voted turn with its latest vote (newer votes supersede older ones), up to ``cutoff``."""
+        """Each voted turn with its latest vote (newer votes supersede older ones), up to ``cutoff``; a follow-up
+        read with its context carries those earlier messages as ``context`` (else an empty list)."""
         where = "" if cutoff is None else "where f.created_at <= :cutoff"
         sql = f"""
             select t.id as turn_id, t.session_id, t.message, t.intent, t.confidence, t.action, t.sources, t.text,
-                   f.vote, f.comment, f.corrected_intent, f.source, f.created_at
+                   t.context_turn_id, f.vote, f.comment, f.corrected_intent, f.source, f.created_at
             from feedback f join turns t on t.id = f.turn_id
             where f.id in (select max(f.id) from feedback f {where} group by f.turn_id, f.source)
             order by f.id
         """
-        yield from self.sql.rows(sql, {"cutoff": cutoff} if cutoff else {})
+        for row in self.sql.rows(sql, {"cutoff": cutoff} if cutoff else {}):
+            row["context"] = self.context_messages(row["turn_id"]) if row["context_turn_id"] else []
+            yield row

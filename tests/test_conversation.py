@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from bot.conversation import CONTEXT_WINDOW_S, Context, combine, looks_like_followup
 from core.next_questions import MIN_COUNT, NextQuestions
 from core.types import CHOSE_PREFIX, Feedback, Reply
-from retrieval.intent import IntentPrediction
+from retrieval.intent import IntentPrediction, with_context
 from training.feedback import build_feedback_dataset
 from training.retrain import refresh_next_questions
 
@@ -20,6 +20,20 @@ def test_a_followup_is_read_with_the_turn_before_it(assistant):
     assert stored["context_turn_id"] == first.turn_id  # votes on it say whether context helps
     alone = assistant.respond("is there a fee for a new one?", "s2")  # a new session: nothing to lean on
     assert alone.context_turn_id == ""
+
+
+def test_a_labelled_followup_is_learnt_as_it_was_read(assistant):
+    """A reviewer's label on a follow-up teaches the reading with its context, not the bare words."""
+    first = assistant.respond("I want to send money to my friend abroad", "s1")
+    follow = assistant.respond("is there a fee for a new one?", "s1")
+    assert follow.context_turn_id == first.turn_id
+    alone = assistant.respond("is there a fee for a new one?", "s2")
+    for turn in (follow, alone):
+        assistant.store.append_feedback(Feedback(turn.turn_id, 0, corrected_intent="transfer_fee_charged", source="reviewer"))
+    rows = {r["turn_id"]: r for r in assistant.store.feedback_rows()}
+    assert rows[follow.turn_id]["context"] == ["I want to send money to my friend abroad"] and rows[alone.turn_id]["context"] == []
+    texts = {e.text for e in build_feedback_dataset(list(rows.values()), {"transfer_fee_charged"}).examples}
+    assert texts == {with_context(["I want to send money to my friend abroad"], "is there a fee for a new one?"), "is there a fee for a new one?"}
 
 
 def test_a_standalone_question_is_not_changed_by_context(assistant):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -59,6 +60,19 @@ def test_a_replayed_vote_is_stored_once_and_a_new_one_supersedes(store):
     assert store.count("feedback") == 2
     assert [r["vote"] for r in store.feedback_rows()] == [-1]
     assert list(store.feedback_rows(cutoff="2000-01-01T00:00:00")) == []
+
+
+def test_a_followups_context_is_read_back_as_serving_read_it(store):
+    """Up to two earlier questions of the same session (a handoff is not one), oldest first; other sessions never."""
+    store.append_turn(reply("q1"), "my transfer is late")
+    store.append_turn(reply("other", session="s2"), "unrelated")
+    store.append_turn(reply("h1", action="handoff"), "")
+    store.append_turn(reply("q2", action="clarify"), "to my friend abroad")
+    store.append_turn(replace(reply("f1"), context_turn_id="q2"), "how long does it take?")
+    store.append_feedback(Feedback("f1", 0, corrected_intent="transfer_timing", source="reviewer"))
+    assert store.context_messages("f1") == ["my transfer is late", "to my friend abroad"]
+    assert store.context_messages("q1") == [] and store.context_messages("nope") == []
+    assert [r["context"] for r in store.feedback_rows()] == [["my transfer is late", "to my friend abroad"]]
 
 
 def test_identical_votes_sent_at_the_same_moment_store_one_row(store):

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.types import CHOSE_PREFIX
+from retrieval.intent import with_context
 from training.data import Example
 
 
@@ -82,6 +83,12 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", text.lower())).strip()
 
 
+def as_read(row: dict) -> str:
+    """The text to learn a turn's label from: a follow-up read with its context is learnt with it ("how long does
+    it take?" after a transfer question), so the label teaches that reading, not that the words alone mean it."""
+    return with_context(row["context"], row["message"]) if row.get("context") else row["message"]
+
+
 def build_feedback_dataset(rows: list[dict], labels: set[str], flt: FeedbackFilter = FeedbackFilter()) -> FeedbackDataset:
     """Turn the store's latest-vote-per-turn rows into weighted examples. See the module docstring."""
     out = FeedbackDataset()
@@ -108,9 +115,10 @@ def build_feedback_dataset(rows: list[dict], labels: set[str], flt: FeedbackFilt
         if (row["message"] or "").startswith(CHOSE_PREFIX):
             out.counts["topic_button_turns"] += 1
             continue
+        text = as_read(row)
         if row["corrected_intent"]:
             if row["corrected_intent"] in labels:
-                out.examples.append(Example(row["message"], row["corrected_intent"], flt.correction_weight))
+                out.examples.append(Example(text, row["corrected_intent"], flt.correction_weight))
                 out.counts["corrections"] += 1
                 if row.get("source") == "agent":
                     out.counts["agent_labels"] += 1  # a person resolved a handoff with this intent
@@ -118,11 +126,11 @@ def build_feedback_dataset(rows: list[dict], labels: set[str], flt: FeedbackFilt
         if row["action"] != "answer" or row["intent"] not in labels or row["vote"] == 0:
             out.counts["unusable"] += 1
             continue
-        key = (normalise(row["message"]), row["intent"])
+        key = (normalise(text), row["intent"])
         votes[key].append(row["vote"])
         if row.get("confidence") is not None:
             confidences[key].append(float(row["confidence"]))
-        texts.setdefault(key, row["message"])
+        texts.setdefault(key, text)
 
     noise = 0.0
     scored = [(c, v) for key, vs in votes.items() for c, v in zip(confidences[key], vs)]
