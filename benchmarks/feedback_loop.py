@@ -101,6 +101,20 @@ def simulate_round(
             counts["asked_for_a_person"] += 1
             counts["agent_labels"] += 1
 
+    def pick_topic(offered: list[str], gold: str) -> str | None:
+        """Which offered topic the customer clicks: the right one when it is there (a wrong one 10% of the time);
+        a coin flip in the noise scenario; a wrong one for a poisoner. None: no click."""
+        wrong = [o for o in offered if o != gold]
+        if not offered:
+            return None
+        if scenario == "noise":
+            return rng.choice(offered)
+        if hostile:
+            return rng.choice(wrong) if wrong else None
+        if gold in offered:
+            return gold if rng.random() >= noise else rng.choice(wrong or [gold])
+        return None
+
     for i, row in enumerate(queries):
         if i % 3 == 0:
             session = f"sim-{rng.getrandbits(48):012x}"  # a customer asks about three questions
@@ -130,20 +144,18 @@ def simulate_round(
                 vote = 1 if right else -1
                 if rng.random() < noise:
                     vote, counts["flipped"] = -vote, counts["flipped"] + 1
-            assistant.feedback(reply.turn_id, vote, session_id=session)
-            if not right:
+            receipt = assistant.feedback(reply.turn_id, vote, session_id=session)
+            offered = [s.intent for s in receipt.alternatives]
+            pick = pick_topic(offered, gold)  # "Did you mean…" after a down-vote: the customer picks, or not
+            if pick is not None:
+                assistant.choose(reply.turn_id, pick, session)
+                counts["alternative_right" if pick == gold else "alternative_wrong"] += 1
+            elif offered:
+                counts["alternatives_not_picked"] += 1
+            if not right and pick != gold:
                 failed_customer_asks_for_a_person(gold)
         elif reply.action == "clarify":
-            offered = [s.intent for s in reply.suggestions]
-            wrong = [o for o in offered if o != gold]
-            if scenario == "noise":
-                pick = rng.choice(offered)
-            elif hostile:
-                pick = rng.choice(wrong) if wrong else None
-            elif gold in offered:
-                pick = gold if rng.random() >= noise else rng.choice(wrong or [gold])
-            else:
-                pick = None
+            pick = pick_topic([s.intent for s in reply.suggestions], gold)
             if pick is None:
                 assistant.feedback(reply.turn_id, -1, session_id=session)
                 if not hostile:

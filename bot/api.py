@@ -171,14 +171,15 @@ def create_api(assistant: Assistant, admin: AdminService | None = None) -> FastA
         finally:
             pending.release()
 
-    @app.post("/api/v1/feedback", summary="Thumbs up or down on a turn, with an optional comment")
+    @app.post("/api/v1/feedback", summary="Thumbs up or down on a turn, with an optional comment; a down-vote on an answer returns alternatives to offer")
     def feedback(request: FeedbackRequest) -> dict:
         try:
             vote = 1 if request.vote == "up" else -1
-            row, offer = assistant.feedback(request.turn_id, vote, comment=request.comment, session_id=request.session_id)
+            receipt = assistant.feedback(request.turn_id, vote, comment=request.comment, session_id=request.session_id)
         except CsbotError as err:
             raise _http_error(err) from err
-        return {"status": "recorded", "feedback_id": row, "offer_person": offer}
+        # alternatives: after a down-vote on an answer, topics to offer ("Did you mean…"); pick one with /choose
+        return {"status": "recorded", **receipt.to_dict()}
 
     @app.post("/api/v1/choose", summary="The customer picked a suggested topic (a clarification) or a next question (customers also asked)")
     def choose(request: ChooseRequest) -> dict:

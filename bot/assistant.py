@@ -27,9 +27,9 @@ from core.next_questions import FILE_NAME as NEXT_QUESTIONS_FILE
 from core.next_questions import NextQuestions
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
-from core.types import CHOSE_PREFIX, Feedback, Reply, Source, Suggestion
+from core.types import CHOSE_PREFIX, Feedback, Reply, Source, Suggestion, VoteReceipt
 from retrieval.index import set_search_threads
-from retrieval.intent import IntentClassifier, IntentPrediction
+from retrieval.intent import IntentClassifier, IntentPrediction, with_context
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.ranker import Candidate, Ranker
 
@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 OUT_OF_SCOPE_TEXT = "I'm not sure I can answer that correctly. Could you rephrase it, or would you like to talk to a person?"
 UNSURE_AGAIN_TEXT = "I'm still not sure I can answer that correctly, so I'm passing this conversation to a member of our support team."
 CLARIFY_TEXT = "I want to be sure I understand. Which of these is closest to your question?"
+ALTERNATIVES_TEXT = "Sorry that didn't help. Did you mean one of these?"
+MAX_ALTERNATIVES = 3
+ALTERNATIVE_FLOOR = 0.01  # an intent the model gives less than 1% is noise on a button, not an alternative
 
 
 def intent_title(intent: str) -> str:
@@ -328,7 +331,8 @@ class Assistant:
         offered = json.loads(turn.get("next_questions") or "[]") if turn["action"] == "answer" else []
         # A next question after an answer: the answered message was not about it, so it labels nothing there;
         # the choice is stored on the new turn below (a label, and a step the session counts will see).
-        next_question = any(s["intent"] == intent for s in offered)
+        # After a down-vote the pick is one of the alternatives ("Did you mean…"): it labels the message.
+        next_question = any(s["intent"] == intent for s in offered) and not self.store.voted_down(turn_id)
         if not next_question:
             self.store.append_feedback(Feedback(turn_id, 0, corrected_intent=intent, source="customer"))
         started = time.perf_counter()
@@ -348,16 +352,35 @@ class Assistant:
             self.store.append_feedback(Feedback(reply.turn_id, 0, comment="next question", corrected_intent=intent, source="customer"))
         return reply
 
-    def feedback(self, turn_id: str, vote: int, *, comment: str = "", session_id: str | None = None) -> tuple[int, bool]:
+    def feedback(self, turn_id: str, vote: int, *, comment: str = "", session_id: str | None = None) -> VoteReceipt:
         """Record a customer's thumbs-up (+1) or thumbs-down (-1) on a turn.
 
-        Returns the feedback row id and whether to offer a person now (two down-votes in a row).
+        The receipt says whether to offer a person now (two down-votes in a row) and, after a down-vote on an
+        answer, which other topics the message could be about (``alternatives``).
         """
         row = self.store.append_feedback(Feedback(turn_id, vote, comment=comment), session_id=session_id)
         if vote >= 0 or session_id is None:
-            return row, False
+            return VoteReceipt(row)
         votes = [v["vote"] for v in self.store.recent_votes(session_id)]
-        return row, frustrated("", votes, False) != ""
+        return VoteReceipt(row, frustrated("", votes, False) != "", self.alternatives(turn_id))
+
+    def alternatives(self, turn_id: str) -> list[Suggestion]:
+        """ "Did you mean…" after a down-vote on an answer: the intents the message could mean next, as it was read
+        (with its context when it was read with one), the answered one left out; none below ``ALTERNATIVE_FLOOR``,
+        none for a topic button's turn (its message is the button's title), none while a person has the conversation.
+        """
+        turn = self.store.turn(turn_id)
+        if turn is None or turn["action"] != "answer" or turn["message"].startswith(CHOSE_PREFIX):
+            return []
+        if self.desk.state(turn["session_id"])[0] != "bot":
+            return []
+        classifier = self.intent_model()[1]
+        prediction, _ = self._understand((classifier, turn["message"]))
+        earlier = self.store.context_messages(turn_id) if turn.get("context_turn_id") else []
+        if earlier:
+            prediction = combine(prediction, self._understand((classifier, with_context(earlier, turn["message"])))[0])
+        others = [(label, p) for label, p in zip(prediction.labels, prediction.probabilities) if label != turn["intent"] and p >= ALTERNATIVE_FLOOR]
+        return [Suggestion(label, intent_title(label), round(p, 4)) for label, p in others[:MAX_ALTERNATIVES]]
 
     def handoff(self, session_id: str, reason: str = "asked for a person") -> str:
         """The customer asked for a person (a button): the conversation waits for one. Returns what to tell them."""

@@ -1,7 +1,8 @@
 """The Gradio chat: thumbs on every bot message (the chatbot's like event), sources, topic buttons, handoff.
 
 Topic buttons are real buttons: "Did you mean…" when the bot asks to clarify, "Customers also asked" after
-an answer (learnt from sessions, ``core.next_questions``). Either way a click calls ``Assistant.choose``.
+an answer (learnt from sessions, ``core.next_questions``), the other topics the message could be about after a
+down-vote on an answer. Either way a click calls ``Assistant.choose`` on the turn the buttons were offered for.
 
 Callbacks only unpack, call the Assistant and format. Everything a person typed (the customer, an agent, a
 ticket's author) is shown as typed: HTML and Markdown escaped (``bot.plain_text``).
@@ -14,7 +15,7 @@ import uuid
 
 import gradio as gr
 
-from bot.assistant import Assistant
+from bot.assistant import ALTERNATIVES_TEXT, Assistant
 from bot.plain_text import plain
 from core.errors import CsbotError
 from core.store import STATES
@@ -57,7 +58,7 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
         gr.Markdown("## Support chat\nAsk about your card, payments, transfers, top-ups or your account.")
         session = gr.State(None)
         turn_ids = gr.State([])  # turn id of each chatbot message (None for the customer's own messages)
-        last_suggestions = gr.State([])  # (title, intent) of each topic button shown
+        last_suggestions = gr.State([])  # (title, intent, turn id) of each topic button shown
         chatbot = gr.Chatbot(label="Conversation", height=460, feedback_options=("Like", "Dislike"), elem_id="chat")
         with gr.Row(elem_id="suggestions"):
             topics_label = gr.Markdown(visible=False, elem_id="suggestions-label")
@@ -81,13 +82,13 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
                 history = history + [{"role": "assistant", "content": format_reply(reply)}]
                 ids = ids + [reply.turn_id]
             offered = reply.suggestions if reply.action == "clarify" else reply.next_questions if reply.action == "answer" else []
-            choices = [(s.title, s.intent) for s in offered[:MAX_TOPIC_BUTTONS]]
+            choices = [(s.title, s.intent, reply.turn_id) for s in offered[:MAX_TOPIC_BUTTONS]]
             return history, ids, reply.session_id, choices, *topic_updates(choices, reply.action)
 
         def topic_updates(choices: list, action: str = "") -> list:
             """The label and the buttons for ``choices``; hidden when there are none."""
-            label = "Did you mean…" if action == "clarify" else "Customers also asked:"
-            buttons = [gr.update(value=title, visible=True) for title, _ in choices]
+            label = {"clarify": "Did you mean…", "alternatives": ALTERNATIVES_TEXT}.get(action, "Customers also asked:")
+            buttons = [gr.update(value=title, visible=True) for title, *_ in choices]
             buttons += [gr.update(visible=False)] * (MAX_TOPIC_BUTTONS - len(choices))
             return [gr.update(value=label, visible=bool(choices)), *buttons]
 
@@ -109,10 +110,9 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
         def on_choose(index, offered, history, ids, session_id):
             if index >= len(offered):
                 return history, ids, session_id, offered, *topics_as_they_are, gr.update(), "", gr.update()
-            title, intent = offered[index]
-            last_bot = next((t for t in reversed(ids) if t), None)
+            title, intent, offered_on = offered[index]
             try:
-                reply = assistant.choose(last_bot, intent, session_id)
+                reply = assistant.choose(offered_on, intent, session_id)
             except CsbotError as err:
                 return history, ids, session_id, offered, *topics_as_they_are, gr.update(), str(err), gr.update()
             return *show(reply, history, ids, title), gr.update(), "", gr.update()
@@ -122,20 +122,27 @@ def build_ui(assistant: Assistant) -> gr.Blocks:
             button.click(lambda offered, history, ids, sid, i=i: on_choose(i, offered, history, ids, sid), chosen_inputs, outputs)
 
         def on_like(data: gr.LikeData, ids, session_id, note):
+            """A vote; after a down-vote on an answer, its alternatives become the topic buttons ("Did you mean…")."""
             index = data.index if isinstance(data.index, int) else data.index[0]
             turn_id = ids[index] if 0 <= index < len(ids) else None
             if turn_id is None:
-                return "You can vote on the bot's messages only."
+                return "You can vote on the bot's messages only.", gr.update(), *topics_as_they_are
             liked = data.liked is True or data.liked == "Like"
             try:
-                _, offer = assistant.feedback(turn_id, 1 if liked else -1, comment=note or "", session_id=session_id)
+                receipt = assistant.feedback(turn_id, 1 if liked else -1, comment=note or "", session_id=session_id)
             except CsbotError as err:
-                return str(err)
-            if offer:
-                return "Sorry this isn't going well. Would you like to talk to a person? Press “Talk to a person” below."
-            return "Thanks for the feedback!" if liked else "Thanks, we'll use this to improve. Add a comment below if you like."
+                return str(err), gr.update(), *topics_as_they_are
+            choices = [(s.title, s.intent, turn_id) for s in receipt.alternatives[:MAX_TOPIC_BUTTONS]]
+            topics = topic_updates(choices, "alternatives") if choices else topics_as_they_are
+            if receipt.offer_person:
+                said = "Sorry this isn't going well. Would you like to talk to a person? Press “Talk to a person” below."
+            elif liked:
+                said = "Thanks for the feedback!"
+            else:
+                said = "Thanks, we'll use this to improve. Add a comment below if you like."
+            return said, choices if choices else gr.update(), *topics
 
-        chatbot.like(on_like, [turn_ids, session, comment], [status])
+        chatbot.like(on_like, [turn_ids, session, comment], [status, last_suggestions, topics_label, *topic_buttons])
 
         def on_comment(note, ids, session_id):
             last_bot = next((t for t in reversed(ids) if t), None)

@@ -68,6 +68,20 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class VoteReceipt:
+    """What a vote gets back: its row id, whether to offer a person now, and after a down-vote on an answer the
+    other topics the message could be about ("Did you mean…"): picking one labels the message, as a
+    clarification does, so a down-vote can teach the right intent and not only that the answer was wrong."""
+
+    feedback_id: int
+    offer_person: bool = False
+    alternatives: list[Suggestion] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Feedback:
     """A vote on a turn. Append-only: a newer vote on the same turn supersedes the older when training reads it."""
 

@@ -63,6 +63,9 @@ def test_gradio_chat_thumbs_down_is_stored(browser, served):
     assert "<script>alert(2)</script>" in user_text and "<img src=x onerror=alert(1)>" in user_text
     page.get_by_role("button", name="Dislike").last.click()
     page.locator("#status").get_by_text("Thanks, we'll use this").wait_for(timeout=10_000)
+    # "Did you mean…": the other topics the question could be about, as buttons
+    page.locator("#suggestion-0").wait_for(state="visible", timeout=10_000)
+    assert "Did you mean one of these?" in page.locator("#suggestions-label").inner_text()
     db = sqlite3.connect(home / "csbot.db")
     rows = db.execute("select t.intent, f.vote from feedback f join turns t on t.id = f.turn_id").fetchall()
     assert rows == [("lost_or_stolen_card", -1)]
@@ -185,6 +188,33 @@ def test_widget_on_another_origin_clarify_choose_and_vote(browser, ready_home, t
         intent = feedback[0][1]
         assert chosen.lower() == intent.replace("_", " ").strip(" ?").lower()
         assert dialogs == []
+        page.close()
+
+
+def test_widget_down_vote_offers_alternatives_and_a_pick_labels_the_question(browser, ready_home, tmp_path, host_page):
+    home = tmp_path / "home"
+    shutil.copytree(ready_home, home)
+    root, site = host_page
+    with start_server(home, free_port()) as bot:
+        (root / "alternatives.html").write_text(f'<!doctype html><html><body><script src="{bot}/widget.js" defer></script></body></html>')
+        page = browser.new_page()
+        page.goto(site + "/alternatives.html")
+        page.get_by_role("button", name="Open the support chat").click()
+        page.get_by_label("Your message").fill("I lost my card, what do I do?")
+        page.get_by_label("Your message").press("Enter")
+        answer = page.locator(".csbot-bot[data-action=answer]").first
+        answer.wait_for(timeout=30_000)
+        answer.get_by_role("button", name="Not helpful", exact=True).click()
+        offered = answer.locator("[data-kind=alternatives] .csbot-suggestion")
+        offered.first.wait_for(timeout=10_000)
+        assert "Did you mean one of these?" in answer.inner_text()
+        title = offered.first.inner_text()
+        offered.first.click()
+        page.locator(".csbot-bot[data-action=answer]").nth(1).wait_for(timeout=30_000)
+        db = sqlite3.connect(home / "csbot.db")
+        rows = db.execute("select t.message, f.vote, f.corrected_intent from feedback f join turns t on t.id = f.turn_id order by f.id").fetchall()
+        assert rows[0] == ("I lost my card, what do I do?", -1, "")
+        assert rows[1][:2] == ("I lost my card, what do I do?", 0) and rows[1][2].replace("_", " ").lower() == title.lower()
         page.close()
 
 

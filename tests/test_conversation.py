@@ -98,6 +98,33 @@ def test_next_questions_come_from_session_counts_and_choosing_one_is_a_label(ass
     assert data.counts["topic_button_turns"] == 1 and not any(e.text.startswith(CHOSE_PREFIX) for e in data.examples)
 
 
+def test_a_down_vote_offers_alternatives_and_picking_one_labels_the_message(assistant, settings):
+    """After a down-vote on an answer: the other topics the message could be about; a pick is a label on that message,
+    even when the picked topic is also one of the answer's "customers also asked"."""
+    question = "I lost my card, what do I do?"
+    answered = assistant.respond(question, "voter")
+    assert answered.action == "answer"
+    assert assistant.feedback(answered.turn_id, 1, session_id="voter").alternatives == []  # an up-vote offers nothing
+    receipt = assistant.feedback(answered.turn_id, -1, session_id="voter")
+    offered = [s.intent for s in receipt.alternatives]
+    assert 1 <= len(offered) <= 3 and answered.intent not in offered and len(set(offered)) == len(offered)
+    assert all(s.probability >= 0.01 for s in receipt.alternatives)
+    pick = offered[0]
+    NextQuestions({answered.intent: {pick: MIN_COUNT + 5}}).save(settings.models_dir)  # the pick is a next question too
+    assistant._next_checked = -1.0
+    again = assistant.respond(question, "voter2")
+    assert pick in [s.intent for s in again.next_questions]
+    assistant.feedback(again.turn_id, -1, session_id="voter2")
+    chosen = assistant.choose(again.turn_id, pick, "voter2")
+    assert chosen.action == "answer" and chosen.intent == pick
+    label = assistant.store.db.execute("select turn_id, corrected_intent, comment from feedback where vote = 0").fetchall()
+    assert label == [(again.turn_id, pick, "")]  # on the answered message, not a next question on the new turn
+    rows = [r for r in assistant.store.feedback_rows() if r["turn_id"] == again.turn_id]
+    assert [e.label for e in build_feedback_dataset(rows, {pick, answered.intent}).examples] == [pick]
+    # a topic button's own answer: its "message" is the button's title, nothing to re-read
+    assert assistant.feedback(chosen.turn_id, -1, session_id="voter2").alternatives == []
+
+
 def test_followups_made_from_tickets_leave_the_topic_to_the_earlier_message():
     import random
 

@@ -74,6 +74,14 @@ def test_chat_and_vote_over_http(server, home):
     db = sqlite3.connect(home / "csbot.db")
     assert db.execute("select vote, comment from feedback where turn_id = ?", [reply["turn_id"]]).fetchall() == [(-1, "wrong")]
     assert db.execute("select action from turns where id = ?", [reply["turn_id"]]).fetchall() == [("answer",)]
+    alternatives = vote.json()["alternatives"]  # "Did you mean…": picking one labels the down-voted message
+    assert alternatives and "lost_or_stolen_card" not in [a["intent"] for a in alternatives]
+    chosen = httpx.post(
+        f"{server}/api/v1/choose", json={"turn_id": reply["turn_id"], "intent": alternatives[0]["intent"], "session_id": reply["session_id"]}, timeout=30
+    ).json()
+    assert chosen["action"] == "answer" and chosen["intent"] == alternatives[0]["intent"]
+    label = db.execute("select corrected_intent from feedback where turn_id = ? and vote = 0", [reply["turn_id"]]).fetchall()
+    assert label == [(alternatives[0]["intent"],)]
 
 
 def test_bad_requests_get_plain_4xx(server):

@@ -133,17 +133,7 @@
     var offered = reply.action === "clarify" ? reply.suggestions : (reply.action === "answer" ? reply.next_questions : null);
     if (offered && offered.length) {
       if (reply.action === "answer") box.appendChild(el("div", "csbot-meta", "Customers also asked:"));
-      var choices = el("div", "csbot-actions");
-      choices.setAttribute("data-kind", reply.action === "clarify" ? "clarify" : "next");
-      offered.forEach(function (s) {
-        var b = el("button", "csbot-suggestion", s.title); b.type = "button";
-        b.addEventListener("click", function () {
-          addUser(s.title);
-          post("/api/v1/choose", { turn_id: reply.turn_id, intent: s.intent, session_id: sessionId }).then(addBot, showError);
-        });
-        choices.appendChild(b);
-      });
-      box.appendChild(choices);
+      box.appendChild(topicButtons(reply.turn_id, offered, reply.action === "clarify" ? "clarify" : "next"));
     }
     if (reply.offer_person) box.appendChild(offerPerson());
     var actions = el("div", "csbot-actions");
@@ -155,6 +145,11 @@
       return post("/api/v1/feedback", { turn_id: reply.turn_id, vote: kind, comment: comment || "", session_id: sessionId })
         .then(function (data) {
           up.setAttribute("aria-pressed", String(kind === "up")); down.setAttribute("aria-pressed", String(kind === "down")); error.textContent = "";
+          // After a down-vote on an answer: the other topics the question could be about ("Did you mean…").
+          if (data.alternatives && data.alternatives.length && !box.querySelector("[data-kind=alternatives]")) {
+            box.appendChild(el("div", "csbot-meta", "Sorry that didn't help. Did you mean one of these?"));
+            box.appendChild(topicButtons(reply.turn_id, data.alternatives, "alternatives"));
+          }
           if (data.offer_person && !box.querySelector(".csbot-offer")) {
             var offer = el("div", "csbot-meta csbot-offer", "Sorry this isn't going well. Would you like to talk to a person?");
             offer.appendChild(offerPerson()); box.appendChild(offer);
@@ -178,6 +173,20 @@
     });
     log.appendChild(box);
     log.scrollTop = log.scrollHeight;
+  }
+
+  function topicButtons(turnId, offered, kind) {
+    var choices = el("div", "csbot-actions");
+    choices.setAttribute("data-kind", kind);
+    offered.forEach(function (s) {
+      var b = el("button", "csbot-suggestion", s.title); b.type = "button";
+      b.addEventListener("click", function () {
+        addUser(s.title);
+        post("/api/v1/choose", { turn_id: turnId, intent: s.intent, session_id: sessionId }).then(addBot, showError);
+      });
+      choices.appendChild(b);
+    });
+    return choices;
   }
 
   function showError(err) { error.textContent = err && err.message ? err.message : "Something went wrong. Please try again."; }
