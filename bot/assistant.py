@@ -331,10 +331,13 @@ class Assistant:
         offered = json.loads(turn.get("next_questions") or "[]") if turn["action"] == "answer" else []
         # A next question after an answer: the answered message was not about it, so it labels nothing there;
         # the choice is stored on the new turn below (a label, and a step the session counts will see).
-        # After a down-vote the pick is one of the alternatives ("Did you mean…"): it labels the message.
-        next_question = any(s["intent"] == intent for s in offered) and not self.store.voted_down(turn_id)
+        # After a down-vote the pick is one of the alternatives ("Did you mean…"): it labels the message, and the
+        # row keeps the down-vote, so the suspect-feedback rule still counts it (a poisoner's down-vote on a right
+        # answer followed by a wrong pick must not hide from it).
+        voted_down = self.store.voted_down(turn_id)
+        next_question = any(s["intent"] == intent for s in offered) and not voted_down
         if not next_question:
-            self.store.append_feedback(Feedback(turn_id, 0, corrected_intent=intent, source="customer"))
+            self.store.append_feedback(Feedback(turn_id, -1 if voted_down else 0, corrected_intent=intent, source="customer"))
         started = time.perf_counter()
         reply = Reply(
             turn_id=uuid.uuid4().hex,

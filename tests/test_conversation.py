@@ -9,7 +9,7 @@ from core.next_questions import MIN_COUNT, NextQuestions
 from core.types import CHOSE_PREFIX, Feedback, Reply
 from retrieval.intent import IntentPrediction, with_context
 from training.feedback import build_feedback_dataset
-from training.retrain import refresh_next_questions
+from training.retrain import audit_votes, refresh_next_questions
 
 
 def test_a_followup_is_read_with_the_turn_before_it(assistant):
@@ -117,10 +117,13 @@ def test_a_down_vote_offers_alternatives_and_picking_one_labels_the_message(assi
     assistant.feedback(again.turn_id, -1, session_id="voter2")
     chosen = assistant.choose(again.turn_id, pick, "voter2")
     assert chosen.action == "answer" and chosen.intent == pick
-    label = assistant.store.db.execute("select turn_id, corrected_intent, comment from feedback where vote = 0").fetchall()
-    assert label == [(again.turn_id, pick, "")]  # on the answered message, not a next question on the new turn
+    label = assistant.store.db.execute("select turn_id, vote, corrected_intent from feedback where corrected_intent != ''").fetchall()
+    assert label == [(again.turn_id, -1, pick)]  # on the answered message (not a next question on the new turn), the vote kept
     rows = [r for r in assistant.store.feedback_rows() if r["turn_id"] == again.turn_id]
     assert [e.label for e in build_feedback_dataset(rows, {pick, answered.intent}).examples] == [pick]
+    # the suspect-feedback rule still counts the down-vote: a poisoner's wrong pick cannot hide it
+    confident = [{**r, "confidence": 0.95} for r in rows]
+    assert audit_votes(confident, None, None).down_votes == 1
     # a topic button's own answer: its "message" is the button's title, nothing to re-read
     assert assistant.feedback(chosen.turn_id, -1, session_id="voter2").alternatives == []
 

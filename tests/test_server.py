@@ -80,8 +80,8 @@ def test_chat_and_vote_over_http(server, home):
         f"{server}/api/v1/choose", json={"turn_id": reply["turn_id"], "intent": alternatives[0]["intent"], "session_id": reply["session_id"]}, timeout=30
     ).json()
     assert chosen["action"] == "answer" and chosen["intent"] == alternatives[0]["intent"]
-    label = db.execute("select corrected_intent from feedback where turn_id = ? and vote = 0", [reply["turn_id"]]).fetchall()
-    assert label == [(alternatives[0]["intent"],)]
+    label = db.execute("select vote, corrected_intent from feedback where turn_id = ? and corrected_intent != ''", [reply["turn_id"]]).fetchall()
+    assert label == [(-1, alternatives[0]["intent"])]
 
 
 def test_bad_requests_get_plain_4xx(server):

@@ -98,11 +98,12 @@ def score_model(model_dir: Path, val: list[Example], live: LiveSlice, seeds: lis
 
 
 def audit_votes(rows: list[dict], since: str | None, serving: ModelScores | None) -> VoteAudit:
-    """The suspect-feedback rule's view of the customers' votes on answers cast after ``since``."""
+    """The suspect-feedback rule's view of the customers' votes on answers cast after ``since`` (a down-vote
+    followed by a picked alternative counts: its row keeps the vote beside the label)."""
     votes = [
         (float(r["confidence"] or 0.0), int(r["vote"]))
         for r in rows
-        if r["action"] == "answer" and r["source"] == "customer" and not r["corrected_intent"] and (since is None or r["created_at"] > since)
+        if r["action"] == "answer" and r["source"] == "customer" and r["vote"] != 0 and (since is None or r["created_at"] > since)
     ]
     return suspect_votes(votes, serving.confident_precision if serving else None)
 
