@@ -230,10 +230,11 @@ def build_admin_ui(service: AdminService):
                     "confidence": f"{100 * (r['confidence'] or 0):.0f}%",
                     "vote": {1: "up", -1: "down"}.get(r["vote"], ""),
                     "comment": r["comment"] or "",
+                    "customer picked": r["customer_picked"] or "",  # a clarification or "Did you mean…" topic
                 }
                 for r in rows
             ],
-            columns=["time", "customer wrote", "bot", "answered", "intent", "confidence", "vote", "comment"],
+            columns=["time", "customer wrote", "bot", "answered", "intent", "confidence", "vote", "comment", "customer picked"],
         )
         return frame, gr.update(choices=[r["turn_id"] for r in rows], value=None), rows
 

@@ -26,6 +26,7 @@ MAX_COMMENT_CHARS = 2000
 STATES = ("waiting", "assigned", "resolved", "bot")  # the events that change who answers a conversation
 EVENTS = frozenset(STATES) | {"customer", "agent", "note", "offer_message", "contact_left"}
 _STATE_SQL = ", ".join(f"'{s}'" for s in STATES)
+LATEST_VOTES = "select max(id) from feedback where source = 'customer' and vote != 0 group by turn_id"  # each voted turn once
 # every table the store owns, in copy order
 TABLES = (
     "tickets",
@@ -422,10 +423,12 @@ class FeedbackStore:
         return self.tickets([row[0]])[row[0]] if row else None
 
     # ---- analytics (the admin console) ----------------------------------------------------------
+    # Analytics count each voted turn once, by the customer's latest vote on it: a down-vote re-sent with a comment,
+    # or kept beside a picked alternative, is one down-vote, and a changed mind counts as it ended.
     def daily_activity(self) -> list[dict[str, Any]]:
         return self.sql.rows(
-            """with turns_by_day as (select substr(created_at, 1, 10) as day, count(*) as turns from turns group by substr(created_at, 1, 10)),
-                    votes_by_day as (select substr(created_at, 1, 10) as day, count(*) as votes from feedback where vote != 0
+            f"""with turns_by_day as (select substr(created_at, 1, 10) as day, count(*) as turns from turns group by substr(created_at, 1, 10)),
+                    votes_by_day as (select substr(created_at, 1, 10) as day, count(*) as votes from feedback where id in ({LATEST_VOTES})
                                      group by substr(created_at, 1, 10))
                select t.day, t.turns, coalesce(v.votes, 0) as votes from turns_by_day t left join votes_by_day v on v.day = t.day order by t.day"""
         )
@@ -434,7 +437,7 @@ class FeedbackStore:
         down = "sum(case when f.vote = -1 then 1 else 0 end)"
         return self.sql.rows(
             f"select t.intent, {down} as down, count(*) as votes, round(1.0 * {down} / count(*), 3) as down_rate "
-            "from feedback f join turns t on t.id = f.turn_id where f.vote != 0 and t.intent != '' "
+            f"from feedback f join turns t on t.id = f.turn_id where f.id in ({LATEST_VOTES}) and t.intent != '' "
             "group by t.intent order by down_rate desc, down desc limit :limit",
             {"limit": limit},
         )
@@ -448,7 +451,7 @@ class FeedbackStore:
     def most_down_voted(self, limit: int = 10) -> list[dict[str, Any]]:
         return self.sql.rows(
             "select min(t.message) as message, t.intent, count(*) as down_votes from feedback f join turns t on t.id = f.turn_id "
-            "where f.vote = -1 group by lower(t.message), t.intent order by down_votes desc limit :limit",
+            f"where f.id in ({LATEST_VOTES}) and f.vote = -1 group by lower(t.message), t.intent order by down_votes desc limit :limit",
             {"limit": limit},
         )
 
@@ -457,7 +460,9 @@ class FeedbackStore:
         sql = f"""select t.id as turn_id, t.session_id, t.created_at, t.message, t.action, t.text as answer, t.intent,
                         round(cast(t.confidence as numeric), 3) as confidence,
                         (select min(f.vote) from feedback f where f.turn_id = t.id) as vote,
-                        (select {self.dialect.concat("f.comment", "' / '")} from feedback f where f.turn_id = t.id and f.comment != '') as comment
+                        (select {self.dialect.concat("f.comment", "' / '")} from feedback f where f.turn_id = t.id and f.comment != '') as comment,
+                        (select f.corrected_intent from feedback f where f.turn_id = t.id and f.source = 'customer' and f.corrected_intent != ''
+                         order by f.id desc limit 1) as customer_picked
                  from turns t
                  where (exists (select 1 from feedback f where f.turn_id = t.id and f.vote = -1)
                         or (t.confidence < :low and t.action != 'handoff'))

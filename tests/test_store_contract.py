@@ -173,20 +173,24 @@ def test_analytics_review_queue_and_export(store):
     store.append_feedback(Feedback("t1", -1, comment="still wrong"))
     store.append_feedback(Feedback("t2", 1))
     (day,) = store.daily_activity()
-    assert (day["turns"], day["votes"]) == (3, 3)
+    assert (day["turns"], day["votes"]) == (3, 2)  # each voted turn once: a down-vote re-sent with a comment is one vote
     rates = {r["intent"]: (r["down"], r["votes"], r["down_rate"]) for r in store.down_rate_per_intent()}
-    assert rates == {"card_arrival": (2, 2, 1.0), "exchange_rate": (0, 1, 0.0)}
+    assert rates == {"card_arrival": (1, 1, 1.0), "exchange_rate": (0, 1, 0.0)}
     assert {r["bucket"]: r["turns"] for r in store.confidence_histogram()} == {0.3: 1, 0.9: 1}
-    assert store.most_down_voted() == [{"message": "Where is my card?", "intent": "card_arrival", "down_votes": 2}]
+    assert store.most_down_voted() == [{"message": "Where is my card?", "intent": "card_arrival", "down_votes": 1}]
+    store.append_feedback(Feedback("t2", -1, corrected_intent="exchange_via_app"))  # changed mind, then picked an alternative
+    rates = {r["intent"]: (r["down"], r["votes"]) for r in store.down_rate_per_intent()}
+    assert rates == {"card_arrival": (1, 1), "exchange_rate": (1, 1)} and store.daily_activity()[0]["votes"] == 2
     queue = {r["turn_id"]: r for r in store.review_queue(below_confidence=0.5)}
     assert set(queue) == {"t1", "t2"} and queue["t1"]["comment"] == "wrong / still wrong" and queue["t2"]["confidence"] == 0.3
+    assert (queue["t1"]["customer_picked"], queue["t2"]["customer_picked"]) == (None, "exchange_via_app")  # shown to the reviewer
     store.append_feedback(Feedback("t1", 0, corrected_intent="lost_or_stolen_card", source="reviewer"))
     assert [r["turn_id"] for r in store.review_queue(below_confidence=0.5)] == ["t2"]
     assert store.handoffs_per_version()["v0001"] == {"model_version": "v0001", "sessions": 2, "handed_off": 1}
     out = io.StringIO()
     store.export_csv(out)
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("id,created_at,turn_id,session_id,message") and len(lines) == 5
+    assert lines[0].startswith("id,created_at,turn_id,session_id,message") and len(lines) == 6
 
 
 def test_intent_transitions_count_next_questions_within_the_window(store):
