@@ -84,6 +84,11 @@ def test_a_down_vote_on_a_sure_answer_weighs_less_when_votes_are_noisy():
     sure_down = [by_text[r["message"]].weight for r in rows if r["vote"] < 0 and r["confidence"] > 0.95]
     unsure_down = [by_text[r["message"]].weight for r in rows if r["vote"] < 0 and r["confidence"] < 0.4]
     assert sure_down and unsure_down and max(sure_down) < min(unsure_down)
+    # a down-vote the customer followed with a picked alternative is a label, and still a vote for the estimate:
+    # leaving the honest down-votes on wrong answers out would make the rest look noisier than they are
+    truthful_downs = [i for i, r in enumerate(rows) if r["vote"] < 0 and r["confidence"] < 0.5]
+    picked = [{**r, "corrected_intent": "card_arrival"} if i in truthful_downs else r for i, r in enumerate(rows)]
+    assert build_feedback_dataset(picked, LABELS).vote_noise == data.vote_noise
     plain = build_feedback_dataset(rows, LABELS, FeedbackFilter(weigh_by_belief=False))
     assert plain.vote_noise is None and {e.weight for e in plain.examples} == {1.0, 0.5}
 

@@ -111,12 +111,15 @@ def build_feedback_dataset(rows: list[dict], labels: set[str], flt: FeedbackFilt
     votes: dict[tuple[str, str], list[int]] = defaultdict(list)
     confidences: dict[tuple[str, str], list[float]] = defaultdict(list)
     texts: dict[tuple[str, str], str] = {}
+    picked: list[tuple[float, int]] = []  # a down-vote kept beside a picked alternative: a vote the noise estimate needs
     for row in kept:
         if (row["message"] or "").startswith(CHOSE_PREFIX):
             out.counts["topic_button_turns"] += 1
             continue
         text = as_read(row)
         if row["corrected_intent"]:
+            if row["vote"] != 0 and row["action"] == "answer" and row.get("confidence") is not None:
+                picked.append((float(row["confidence"]), row["vote"]))
             if row["corrected_intent"] in labels:
                 out.examples.append(Example(text, row["corrected_intent"], flt.correction_weight))
                 out.counts["corrections"] += 1
@@ -133,7 +136,7 @@ def build_feedback_dataset(rows: list[dict], labels: set[str], flt: FeedbackFilt
         texts.setdefault(key, text)
 
     noise = 0.0
-    scored = [(c, v) for key, vs in votes.items() for c, v in zip(confidences[key], vs)]
+    scored = [(c, v) for key, vs in votes.items() for c, v in zip(confidences[key], vs)] + picked
     if flt.weigh_by_belief and len(scored) >= flt.min_votes_for_noise:
         noise = out.vote_noise = estimate_vote_noise(scored)
 
