@@ -334,7 +334,7 @@ class Assistant:
         # After a down-vote the pick is one of the alternatives ("Did you mean…"): it labels the message, and the
         # row keeps the down-vote, so the suspect-feedback rule still counts it (a poisoner's down-vote on a right
         # answer followed by a wrong pick must not hide from it).
-        voted_down = self.store.voted_down(turn_id)
+        voted_down = self.store.customer_feedback(turn_id)[0] < 0
         next_question = any(s["intent"] == intent for s in offered) and not voted_down
         if not next_question:
             self.store.append_feedback(Feedback(turn_id, -1 if voted_down else 0, corrected_intent=intent, source="customer"))
@@ -361,7 +361,10 @@ class Assistant:
         The receipt says whether to offer a person now (two down-votes in a row) and, after a down-vote on an
         answer, which other topics the message could be about (``alternatives``).
         """
-        row = self.store.append_feedback(Feedback(turn_id, vote, comment=comment), session_id=session_id)
+        # A down-vote re-sent with a comment after the customer picked an alternative keeps the pick: the newest row
+        # on a turn is the one training reads, and the comment is about the same wrong answer.
+        picked = self.store.customer_feedback(turn_id)[1] if vote < 0 else ""
+        row = self.store.append_feedback(Feedback(turn_id, vote, comment=comment, corrected_intent=picked), session_id=session_id)
         if vote >= 0 or session_id is None:
             return VoteReceipt(row)
         votes = [v["vote"] for v in self.store.recent_votes(session_id)]

@@ -127,10 +127,11 @@ class FeedbackStore:
                 return int(latest[0])
             return int(self.sql.insert("feedback", row))
 
-    def voted_down(self, turn_id: str) -> bool:
-        """The customer's latest vote on the turn is a down-vote."""
-        latest = self.sql.one("select vote from feedback where turn_id = ? and source = 'customer' and vote != 0 order by id desc limit 1", [turn_id])
-        return latest is not None and int(latest[0]) < 0
+    def customer_feedback(self, turn_id: str) -> tuple[int, str]:
+        """(the customer's latest vote on the turn, 0 if none; the topic their latest row on it picked, "" if none)."""
+        vote = self.sql.one("select vote from feedback where turn_id = ? and source = 'customer' and vote != 0 order by id desc limit 1", [turn_id])
+        latest = self.sql.one("select corrected_intent from feedback where turn_id = ? and source = 'customer' order by id desc limit 1", [turn_id])
+        return (int(vote[0]) if vote else 0), (latest[0] if latest else "")
 
     def append_event(self, session_id: str, event: str, *, author: str = "", text: str = "", data: dict | None = None) -> int:
         """Append one conversation event (a state change, or what a person said); returns its id, the stream's event id.

@@ -121,6 +121,9 @@ def test_a_down_vote_offers_alternatives_and_picking_one_labels_the_message(assi
     assert label == [(again.turn_id, -1, pick)]  # on the answered message (not a next question on the new turn), the vote kept
     rows = [r for r in assistant.store.feedback_rows() if r["turn_id"] == again.turn_id]
     assert [e.label for e in build_feedback_dataset(rows, {pick, answered.intent}).examples] == [pick]
+    assistant.feedback(again.turn_id, -1, comment="it was about something else", session_id="voter2")  # the widget's comment box
+    latest = [r for r in assistant.store.feedback_rows() if r["turn_id"] == again.turn_id]
+    assert [(r["vote"], r["corrected_intent"], r["comment"]) for r in latest] == [(-1, pick, "it was about something else")]  # pick kept
     # the suspect-feedback rule still counts the down-vote: a poisoner's wrong pick cannot hide it
     confident = [{**r, "confidence": 0.95} for r in rows]
     assert audit_votes(confident, None, None).down_votes == 1
