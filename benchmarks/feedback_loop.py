@@ -1,15 +1,15 @@
 """Learning from feedback, simulated (DESIGN.md, benchmark protocol 4), in three scenarios.
 
 Start from 10 labelled tickets per intent. Simulated customers send BANKING77 training queries the
-model has not seen through the real Assistant and vote on its answers; when the bot asks them to clarify
-they pick a topic. After every round of 2,000 turns the retraining command runs
+model has not seen through the real Assistant and vote on its answers; when the bot asks them to clarify,
+or offers other topics after their down-vote ("Did you mean…", from 657e894 on), they pick one. After every round of 2,000 turns the retraining command runs
 (``retrain(from_feedback=True)``, the same code as ``csbot train --from-feedback``) and its gate decides.
 Reports test accuracy (BANKING77 test split), retrieval hit@1 and accuracy on the seed tickets after
 every round, with the gate's rule and the live-slice figures from the model card.
 
 Scenarios (``--scenario``):
 - thumbs: customers vote up when the answer's intent is right and down otherwise, 10% of votes flipped;
-  they pick the right topic when it is offered (10% of picks wrong). 5 rounds.
+  they pick the right topic when it is offered (10% of picks wrong), and none when it is not. 5 rounds.
 - noise: every vote and every pick is a coin flip. 10 rounds: the serving model must not get worse.
 - poison: one round in which 30% of the customers vote against every right answer (and for every wrong
   one, and pick a wrong topic); the others behave as in ``thumbs``. The retrain must be refused.
