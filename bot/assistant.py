@@ -29,7 +29,7 @@ from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from core.types import CHOSE_PREFIX, Feedback, Reply, Source, Suggestion, VoteReceipt
 from retrieval.index import set_search_threads
-from retrieval.intent import IntentClassifier, IntentPrediction, with_context
+from retrieval.intent import IntentClassifier, IntentPrediction
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.ranker import Candidate, Ranker
 
@@ -383,8 +383,8 @@ class Assistant:
         classifier = self.intent_model()[1]
         prediction, _ = self._understand((classifier, turn["message"]))
         earlier = self.store.context_messages(turn_id) if turn.get("context_turn_id") else []
-        if earlier:
-            prediction = combine(prediction, self._understand((classifier, with_context(earlier, turn["message"])))[0])
+        if earlier:  # the reading respond made: the same two passes, combined the same way
+            prediction, _ = self._with_context(classifier, Context(earlier, turn["context_turn_id"]), turn["message"], prediction, [])
         others = [(label, p) for label, p in zip(prediction.labels, prediction.probabilities) if label != turn["intent"] and p >= ALTERNATIVE_FLOOR]
         return [Suggestion(label, intent_title(label), round(p, 4)) for label, p in others[:MAX_ALTERNATIVES]]
 
