@@ -208,6 +208,7 @@ def run(args: argparse.Namespace, progress: Callable[[dict], None] | None = None
             "candidate_live": card["metrics"]["live"],
             "serving_live": card["metrics"]["serving_live"],
             "ranker": {k: result.ranker[k] for k in ("version", "promoted", "hit_at_1", "mrr_at_10")} if result.ranker else None,
+            "interpolation": card.get("interpolation"),  # which mix with serving stood for the candidate, and why
         }
 
     code = commit()  # read once: HEAD may move while a long run goes on, the code it imported does not
@@ -224,6 +225,9 @@ def run(args: argparse.Namespace, progress: Callable[[dict], None] | None = None
                 "failed_customers_asking_for_a_person": args.ask_person if args.scenario == "agents" else 0.0,
                 "epochs_per_round": args.epochs,
                 "each_round_starts_from": "the packaged encoder" if args.from_base else "the serving model",
+                "candidate": "the plain fine-tuned model"
+                if args.no_interpolate or args.from_base
+                else "the fine-tuned model or its mix with serving (0.7 or 0.5 of its weights), whichever passes most held-out examples",
                 "cold_start_epochs": args.cold_epochs,
                 "test_split": "BANKING77 test (3,080 queries)",
                 "stream": "BANKING77 train queries not in the seed set",
@@ -253,7 +257,7 @@ def run(args: argparse.Namespace, progress: Callable[[dict], None] | None = None
         turns += len(queries)
         poisoners = args.poisoners if args.scenario == "poison" else 0.0
         sim = simulate_round(assistant, queries, rng, args.scenario, args.noise, poisoners, args.ask_person)
-        cfg = IntentTrainConfig(epochs=args.epochs, seed=args.seed + r, from_base=args.from_base)
+        cfg = IntentTrainConfig(epochs=args.epochs, seed=args.seed + r, from_base=args.from_base, interpolate=not args.no_interpolate)
         result = retrain(settings, cfg, from_feedback=True, on_step=print)
         rounds.append(
             {
@@ -405,6 +409,7 @@ def main() -> None:
         "at 2 (another CPU), 90.2%% at 4",
     )
     parser.add_argument("--from-base", action="store_true", help="each retrain starts from the packaged encoder, not from serving")
+    parser.add_argument("--no-interpolate", action="store_true", help="the plain fine-tuned candidate goes to the gate (no mixes with serving)")
     parser.add_argument("--cold-epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--home", type=Path, default=None)

@@ -8,6 +8,7 @@ what the gate (``training.gate``) saw: the ticket validation split, the live sli
 from __future__ import annotations
 
 import logging
+import shutil
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from accelerate.utils import broadcast_object_list
+from transformers import AutoTokenizer
 
 from core.config import Settings
 from core.next_questions import WINDOW_S as NEXT_WINDOW_S
@@ -27,6 +29,7 @@ from retrieval.encoder import base_model_path
 from retrieval.intent import IntentClassifier, with_context
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.metrics import classification_metrics
+from retrieval.onnx_encoder import ONNX_FILE
 from retrieval.ranker import BASELINE, Ranker
 from training.context_pairs import make_pairs
 from training.data import Example, split_tickets
@@ -44,8 +47,9 @@ from training.gate import (
     suspect_votes,
     worse_intents,
 )
+from training.interpolate import CANDIDATE_WEIGHTS, can_interpolate, choose_weight, write_mix
 from training.live_slice import LIVE_BUCKETS, LiveSlice, split_rows
-from training.train_intent import IntentTrainConfig, process_state, train_intent_model
+from training.train_intent import IntentTrainConfig, export_onnx, process_state, train_intent_model
 from training.train_ranker import answer_priors, build_ranking_set, fit_ranker, ranking_outcomes
 
 log = logging.getLogger(__name__)
@@ -216,8 +220,14 @@ def retrain(
     if not state.is_main_process:
         return RetrainResult("", False, "a worker process: the main process evaluates, publishes and promotes", {}, None, None, "worker")
 
-    # 4. Evaluate the candidate on the same sets; the gate decides.
-    candidate = score_model(staging, val, live, seeds)
+    # 4. Evaluate the candidate on the same sets (and, continuing from serving, its mixes with serving: the one
+    #    that passes most held-out examples stands for the candidate); the gate decides.
+    mixing = None
+    if cfg.interpolate and serving_version and not cfg.quick and init_dir == registry.path(KIND, serving_version):
+        staging, candidate, mixing = interpolate_with_parent(registry, staging, init_dir, val, live, seeds, on_step=on_step)
+        facts["thresholds"] = IntentClassifier(staging).config.thresholds
+    else:
+        candidate = score_model(staging, val, live, seeds)
     decision = decide(
         candidate.outcomes,
         serving.outcomes if serving else None,
@@ -231,6 +241,7 @@ def retrain(
         "init": str(init_dir),
         "data": data,
         "training": facts,
+        "interpolation": mixing,
         "metrics": {
             "validation": _summary(candidate.validation),
             "serving_validation": _summary(serving.validation) if serving else None,
@@ -262,6 +273,45 @@ def retrain(
     return RetrainResult(
         version, decision.promoted, decision.reason, card["metrics"]["validation"], card["metrics"]["serving_validation"], ranker, decision.rule
     )
+
+
+def interpolate_with_parent(
+    registry: ModelRegistry,
+    staging: Path,
+    parent_dir: Path,
+    val: list[Example],
+    live: LiveSlice,
+    seeds: list[Example],
+    *,
+    on_step: Callable[[str], None] = log.info,
+) -> tuple[Path, ModelScores, dict | None]:
+    """Score the candidate and its mixes with the parent (``training.interpolate``) on the held-out sets; keep
+    the one with most passes. Returns its folder (the others are removed), its scores and the card's account."""
+    scores = {1.0: score_model(staging, val, live, seeds)}
+    if not can_interpolate(staging, parent_dir):
+        return staging, scores[1.0], None
+    folders = {1.0: staging}
+    for weight in CANDIDATE_WEIGHTS[1:]:
+        folders[weight] = write_mix(staging, parent_dir, weight, registry.staging_dir(KIND), val)
+        scores[weight] = score_model(folders[weight], val, live, seeds)
+    passes = {w: sum(s.outcomes.combined) for w, s in scores.items()}
+    chosen = choose_weight(passes)
+    for weight, folder in folders.items():
+        if weight != chosen:
+            shutil.rmtree(folder, ignore_errors=True)
+    if chosen != 1.0 and not (folders[chosen] / ONNX_FILE).exists():  # scoring on a CPU exported it already
+        export_onnx(folders[chosen], AutoTokenizer.from_pretrained(folders[chosen]))
+    n = len(scores[1.0].outcomes.combined)
+    on_step("candidate weight " + ", ".join(f"{w:g}: {p}/{n}" for w, p in passes.items()) + f" held-out passes; kept {chosen:g}")
+    account = {
+        "parent": str(parent_dir),
+        "rule": "weights averaged with the parent at each candidate weight; kept the one with most held-out passes "
+        "(ticket validation + live slice), ties to the smallest weight",
+        "held_out_passes": {f"{w:g}": p for w, p in passes.items()},
+        "held_out_examples": n,
+        "candidate_weight": chosen,
+    }
+    return folders[chosen], scores[chosen], account
 
 
 def _refuse_untrained(

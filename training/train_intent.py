@@ -67,6 +67,9 @@ class IntentTrainConfig:
     distill_weight: float = 0.5  # share of the soft-target loss for examples that carry teacher probabilities
     linear_probe_first: bool = True  # fit a new head on frozen embeddings before fine-tuning (LP-FT: +1.2 points)
     bf16: bool = True  # bf16 mixed precision on a GPU that supports it (never on a CPU)
+    # Continuing from serving: also try the candidate averaged with serving's weights and keep whichever passes
+    # most held-out examples (training.interpolate). Off: the plain fine-tuned candidate goes to the gate.
+    interpolate: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
@@ -199,6 +202,19 @@ def choose_thresholds(val_probs: torch.Tensor, y_val: torch.Tensor) -> dict | No
     }
 
 
+def calibrate(model: IntentModel, tokenizer, val: list[Example], device: torch.device) -> tuple[float, float]:
+    """Set the model's calibration temperature and answer/handoff thresholds from validation; returns
+    (temperature, validation accuracy). Run on every model that may serve: a fine-tuned one, or a mix of two."""
+    label_id = model.config.label2id
+    val = [e for e in val if e.label in label_id and not e.negative]
+    val_logits = _logits(model, tokenizer, [e.text for e in val], device)
+    y_val = torch.tensor([label_id[e.label] for e in val], dtype=torch.long)
+    temperature = calibrate_temperature(val_logits, y_val)
+    model.config.calibration_temperature = temperature
+    model.config.thresholds = choose_thresholds((val_logits / temperature).softmax(-1), y_val)
+    return temperature, (float((val_logits.argmax(1) == y_val).float().mean()) if len(val) else float("nan"))
+
+
 def _init_model(init_dir: Path, labels: list[str], cfg: IntentTrainConfig) -> IntentModel:
     """Start from ``init_dir`` (the base encoder or a previous intent version); keep its head if the labels match."""
     config = BertConfig.from_pretrained(init_dir)
@@ -287,14 +303,9 @@ def train_intent_model(
         model = accelerator.unwrap_model(model)
 
     # 5. Calibrate on validation data, never on the test split.
-    val_logits = _logits(model, tokenizer, [e.text for e in val], accelerator.device)
-    y_val = torch.tensor([label_id[e.label] for e in val], dtype=torch.long)
-    temperature = calibrate_temperature(val_logits, y_val)
-    model.config.calibration_temperature = temperature
-    model.config.thresholds = choose_thresholds((val_logits / temperature).softmax(-1), y_val)
+    temperature, val_accuracy = calibrate(model, tokenizer, val, accelerator.device)
     # A head on the untouched packaged encoder can share the retrieval encoder's pass at serving time.
     model.config.frozen_base_encoder = quick and Path(init_dir).resolve() == base_model_path().resolve()
-    val_accuracy = float((val_logits.argmax(1) == y_val).float().mean()) if len(val) else float("nan")
 
     # 6. Save in the Hugging Face format (main process only when distributed).
     accelerator.wait_for_everyone()
@@ -302,7 +313,7 @@ def train_intent_model(
         out_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
-        _export_onnx(out_dir, tokenizer)
+        export_onnx(out_dir, tokenizer)
     processes = gather_object([f"rank {accelerator.process_index}: pid {os.getpid()} on {socket.gethostname()} ({accelerator.device})"])
     accelerator.end_training()
     return {
@@ -322,7 +333,7 @@ def train_intent_model(
     }
 
 
-def _export_onnx(out_dir: Path, tokenizer) -> None:
+def export_onnx(out_dir: Path, tokenizer) -> None:
     """The ONNX graph next to the weights (CPU servers without bf16 use it, ``retrieval.onnx_encoder``): made here,
     from the saved fp32 weights, so a promoted version serves its first request without exporting. A failure
     only costs that: serving exports (or falls back to PyTorch) itself."""
