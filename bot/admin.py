@@ -87,6 +87,8 @@ class AdminService:
                     "live_accuracy": (metrics.get("live") or {}).get("accuracy"),
                     "live_repeat_rate": (metrics.get("live") or {}).get("repeat_rate"),
                     "seed_accuracy": metrics.get("seed_accuracy"),
+                    # The candidate's share of its weights when it is a mix with its parent (training.interpolate).
+                    "candidate_weight": (card.get("interpolation") or {}).get("candidate_weight"),
                     "handoffs_per_100_customers": round(100 * served["handed_off"] / served["sessions"], 1) if served and served["sessions"] else None,
                     "decision": gate.get("decision", ""),
                     "rule": gate.get("rule", ""),
@@ -259,12 +261,24 @@ def build_admin_ui(service: AdminService):
                     "live slice": percent(r["live_accuracy"]),
                     "repeats down-voted": percent(r["live_repeat_rate"]),
                     "seed tickets": percent(r["seed_accuracy"]),
+                    "weights": mix_text(r["candidate_weight"]),
                     "handoffs / 100 customers": "" if r["handoffs_per_100_customers"] is None else f"{r['handoffs_per_100_customers']:.1f}",
                     "gate": f"{r['decision']} ({r['rule']}): {r['reason']}" if r["decision"] else "",
                 }
                 for r in curve
             ],
-            columns=["serving", "version", "created", "validation", "live slice", "repeats down-voted", "seed tickets", "handoffs / 100 customers", "gate"],
+            columns=[
+                "serving",
+                "version",
+                "created",
+                "validation",
+                "live slice",
+                "repeats down-voted",
+                "seed tickets",
+                "weights",
+                "handoffs / 100 customers",
+                "gate",
+            ],
         )
         measures = (
             ("validation_accuracy", "ticket validation %", 100),
@@ -284,6 +298,12 @@ def build_admin_ui(service: AdminService):
 
     def percent(value):
         return "" if value is None else f"{100 * value:.1f}%"
+
+    def mix_text(weight):
+        """How a version's weights were made: the fine-tune alone, or its mix with the parent it continued from."""
+        if weight is None:
+            return ""
+        return "fine-tuned" if weight == 1 else f"{weight:g} fine-tuned + {1 - weight:g} parent"
 
     def act(fn, *args):
         try:

@@ -62,6 +62,7 @@ def test_review_models_stats_and_export(admin_server):
     curve = httpx.get(f"{base}/api/v1/admin/learning-curve", auth=auth, timeout=30).json()
     assert [c["version"] for c in curve] == ["v0001"] and curve[0]["decision"] == "promoted" and curve[0]["rule"] == "first model"
     assert 0.5 < curve[0]["validation_accuracy"] <= 1 and curve[0]["handoffs_per_100_customers"] is not None
+    assert curve[0]["candidate_weight"] is None  # the first model is no mix with a parent
     rollback = httpx.post(f"{base}/api/v1/admin/models/rollback", auth=auth, timeout=30)
     assert rollback.status_code == 400 and "no earlier" in rollback.json()["detail"]
     export = httpx.get(f"{base}/api/v1/admin/export", auth=auth, timeout=30)
