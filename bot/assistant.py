@@ -328,16 +328,24 @@ class Assistant:
         ticket = self.store.first_ticket(intent)
         if ticket is None:
             raise InputError(f"I don't know the topic {intent!r}. Please pick one of the suggestions.")
-        offered = json.loads(turn.get("next_questions") or "[]") if turn["action"] == "answer" else []
+        # Only a topic the bot offered on that turn may be picked: a clarification's suggestions, an answer's next
+        # questions, and after a down-vote on an answer the alternatives ("Did you mean…") stored with the vote.
+        # A pick is a label, so a script must not write any label it likes onto its turns.
+        said = self.store.customer_feedback(turn_id)
+        voted_down = said.vote < 0 and turn["action"] == "answer"
+        next_questions = [s["intent"] for s in json.loads(turn.get("next_questions") or "[]")] if turn["action"] == "answer" else []
+        suggestions = [s["intent"] for s in json.loads(turn.get("suggestions") or "[]")] if turn["action"] == "clarify" else []
+        if intent not in suggestions + next_questions + (said.offered if voted_down else []):
+            raise InputError("That topic wasn't one of the ones I offered there. Please pick one of the buttons.")
         # A next question after an answer: the answered message was not about it, so it labels nothing there;
         # the choice is stored on the new turn below (a label, and a step the session counts will see).
-        # After a down-vote the pick is one of the alternatives ("Did you mean…"): it labels the message, and the
-        # row keeps the down-vote, so the suspect-feedback rule still counts it (a poisoner's down-vote on a right
-        # answer followed by a wrong pick must not hide from it).
-        voted_down = self.store.customer_feedback(turn_id)[0] < 0
-        next_question = any(s["intent"] == intent for s in offered) and not voted_down
+        # After a down-vote the pick is one of the alternatives: it labels the message, and the row keeps the
+        # down-vote (and what was offered, so a second pick is judged the same way), so the suspect-feedback rule
+        # still counts it (a poisoner's down-vote on a right answer followed by a wrong pick must not hide from it).
+        next_question = intent in next_questions and not voted_down
         if not next_question:
-            self.store.append_feedback(Feedback(turn_id, -1 if voted_down else 0, corrected_intent=intent, source="customer"))
+            vote, offered = (-1, said.offered) if voted_down else (0, [])
+            self.store.append_feedback(Feedback(turn_id, vote, corrected_intent=intent, source="customer", offered=offered))
         started = time.perf_counter()
         reply = Reply(
             turn_id=uuid.uuid4().hex,
@@ -363,12 +371,15 @@ class Assistant:
         """
         # A down-vote re-sent with a comment after the customer picked an alternative keeps the pick: the newest row
         # on a turn is the one training reads, and the comment is about the same wrong answer.
-        picked = self.store.customer_feedback(turn_id)[1] if vote < 0 else ""
-        row = self.store.append_feedback(Feedback(turn_id, vote, comment=comment, corrected_intent=picked), session_id=session_id)
+        picked = self.store.customer_feedback(turn_id).picked if vote < 0 else ""
+        # The alternatives are worked out before the vote is stored, so that its row records what was offered.
+        alternatives = self.alternatives(turn_id) if vote < 0 and session_id is not None else []
+        offered = [s.intent for s in alternatives]
+        row = self.store.append_feedback(Feedback(turn_id, vote, comment=comment, corrected_intent=picked, offered=offered), session_id=session_id)
         if vote >= 0 or session_id is None:
             return VoteReceipt(row)
         votes = [v["vote"] for v in self.store.recent_votes(session_id)]
-        return VoteReceipt(row, frustrated("", votes, False) != "", self.alternatives(turn_id))
+        return VoteReceipt(row, frustrated("", votes, False) != "", alternatives)
 
     def alternatives(self, turn_id: str) -> list[Suggestion]:
         """ "Did you mean…" after a down-vote on an answer: the intents the message could mean next, as it was read

@@ -20,7 +20,7 @@ from core.context import CONTEXT_TURNS, context_turns, window_start
 from core.database import STORAGE_UNAVAILABLE, PostgresDatabase, SQLiteDatabase, open_database
 from core.errors import InputError, UnknownTurn
 from core.redact import redact
-from core.types import Feedback, Reply, Ticket
+from core.types import CustomerFeedback, Feedback, Reply, Ticket
 
 MAX_COMMENT_CHARS = 2000
 STATES = ("waiting", "assigned", "resolved", "bot")  # the events that change who answers a conversation
@@ -112,6 +112,7 @@ class FeedbackStore:
             raise InputError(f"a vote must be up (+1) or down (-1), found {feedback.vote!r}")
         row = asdict(feedback)
         row["comment"] = redact(feedback.comment[:MAX_COMMENT_CHARS])
+        row["offered"] = json.dumps(feedback.offered)
         row["created_at"] = feedback.created_at or utc_now()
         # Read, then write, in one transaction holding the turn: two identical votes sent at the same moment
         # (a double click, a retry, a replay attack) store one row; the second gets the first one's id.
@@ -120,18 +121,24 @@ class FeedbackStore:
             if turn is None or (session_id is not None and turn[0] != session_id):
                 raise UnknownTurn(f"there is no turn {feedback.turn_id!r} in this conversation")
             latest = self.sql.one(
-                "select id, vote, comment, corrected_intent from feedback where turn_id = ? and source = ? order by id desc limit 1",
+                "select id, vote, comment, corrected_intent, offered from feedback where turn_id = ? and source = ? order by id desc limit 1",
                 [feedback.turn_id, feedback.source],
             )
-            if latest is not None and tuple(latest[1:]) == (row["vote"], row["comment"], row["corrected_intent"]):
+            if latest is not None and tuple(latest[1:]) == (row["vote"], row["comment"], row["corrected_intent"], row["offered"]):
                 return int(latest[0])
             return int(self.sql.insert("feedback", row))
 
-    def customer_feedback(self, turn_id: str) -> tuple[int, str]:
-        """(the customer's latest vote on the turn, 0 if none; the topic their latest row on it picked, "" if none)."""
-        vote = self.sql.one("select vote from feedback where turn_id = ? and source = 'customer' and vote != 0 order by id desc limit 1", [turn_id])
-        latest = self.sql.one("select corrected_intent from feedback where turn_id = ? and source = 'customer' order by id desc limit 1", [turn_id])
-        return (int(vote[0]) if vote else 0), (latest[0] if latest else "")
+    def customer_feedback(self, turn_id: str) -> CustomerFeedback:
+        """The customer's latest vote on the turn, the topic their latest row picked, the topics offered after their
+        latest down-vote: one query over the turn's few customer rows."""
+        rows = self.sql.rows("select vote, corrected_intent, offered from feedback where turn_id = ? and source = 'customer' order by id desc", [turn_id])
+        votes = [r for r in rows if r["vote"]]
+        down = next((r for r in rows if r["vote"] < 0), None)
+        return CustomerFeedback(
+            int(votes[0]["vote"]) if votes else 0,
+            (rows[0]["corrected_intent"] or "") if rows else "",
+            json.loads(down["offered"] or "[]") if down and votes[0]["vote"] < 0 else [],
+        )
 
     def append_event(self, session_id: str, event: str, *, author: str = "", text: str = "", data: dict | None = None) -> int:
         """Append one conversation event (a state change, or what a person said); returns its id, the stream's event id.

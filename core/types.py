@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Action = Literal["answer", "clarify", "handoff"]
 CHOSE_PREFIX = "[chose suggestion] "  # the stored message of a turn started with a topic button, not with words
@@ -67,6 +67,14 @@ class Reply:
         return asdict(self)
 
 
+class CustomerFeedback(NamedTuple):
+    """What the customer has said about one turn so far (``FeedbackStore.customer_feedback``)."""
+
+    vote: int  # the latest vote, 0 if none
+    picked: str  # the topic their latest row picked, "" if none
+    offered: list[str]  # the topics offered after their latest down-vote ("Did you mean…"), [] if none
+
+
 @dataclass(frozen=True)
 class VoteReceipt:
     """What a vote gets back: its row id, whether to offer a person now, and after a down-vote on an answer the
@@ -91,3 +99,4 @@ class Feedback:
     corrected_intent: str = ""
     source: Literal["customer", "reviewer", "agent"] = "customer"
     created_at: str = ""
+    offered: list[str] = field(default_factory=list)  # the topics "Did you mean…" offered in reply to this down-vote

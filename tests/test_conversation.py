@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from bot.conversation import CONTEXT_WINDOW_S, Context, combine, looks_like_followup
+from core.errors import InputError
 from core.next_questions import MIN_COUNT, NextQuestions
 from core.types import CHOSE_PREFIX, Feedback, Reply
+from csbot.wiring import open_assistant
 from retrieval.intent import IntentPrediction, with_context
+from tests.conftest import with_thresholds
 from training.feedback import build_feedback_dataset
 from training.retrain import audit_votes, refresh_next_questions
 
@@ -129,6 +134,30 @@ def test_a_down_vote_offers_alternatives_and_picking_one_labels_the_message(assi
     assert audit_votes(confident, None, None).down_votes == 1
     # a topic button's own answer: its "message" is the button's title, nothing to re-read
     assert assistant.feedback(chosen.turn_id, -1, session_id="voter2").alternatives == []
+
+
+def test_only_a_topic_the_bot_offered_can_be_picked(assistant, settings):
+    """A pick is a label: a script must not write any label it likes onto its own turns."""
+    answered = assistant.respond("I lost my card, what do I do?", "picker")
+    labels = assistant.intent_model()[1].labels
+    with pytest.raises(InputError, match="one of the ones I offered"):
+        assistant.choose(answered.turn_id, "exchange_rate", "picker")  # not voted down: no alternatives yet
+    receipt = assistant.feedback(answered.turn_id, -1, session_id="picker")
+    offered = [s.intent for s in receipt.alternatives]
+    never = next(i for i in labels if i not in offered and i != answered.intent and i not in [s.intent for s in answered.next_questions])
+    stored = assistant.store.count("feedback")
+    with pytest.raises(InputError, match="one of the ones I offered"):
+        assistant.choose(answered.turn_id, never, "picker")
+    assert assistant.store.count("feedback") == stored  # refused: nothing written
+    assert assistant.choose(answered.turn_id, offered[0], "picker").intent == offered[0]
+    assert assistant.choose(answered.turn_id, offered[-1], "picker").intent == offered[-1]  # a second pick from the same offer
+    assert assistant.store.customer_feedback(answered.turn_id) == (-1, offered[-1], offered)
+    unsure = open_assistant(with_thresholds(settings, answer=1.0, handoff=0.0))  # every reply a clarification
+    clarified = unsure.respond("my card", "picker2")
+    suggested = [s.intent for s in clarified.suggestions]
+    with pytest.raises(InputError, match="one of the ones I offered"):
+        unsure.choose(clarified.turn_id, next(i for i in labels if i not in suggested), "picker2")
+    assert unsure.choose(clarified.turn_id, suggested[-1], "picker2").intent == suggested[-1]
 
 
 def test_followups_made_from_tickets_leave_the_topic_to_the_earlier_message():

@@ -62,6 +62,19 @@ def test_a_replayed_vote_is_stored_once_and_a_new_one_supersedes(store):
     assert list(store.feedback_rows(cutoff="2000-01-01T00:00:00")) == []
 
 
+def test_what_the_customer_said_about_a_turn_and_what_they_were_offered(store):
+    store.append_turn(reply("t1"), "where is my card")
+    assert store.customer_feedback("t1") == (0, "", [])
+    store.append_feedback(Feedback("t1", -1, offered=["card_delivery_estimate", "lost_or_stolen_card"]))
+    assert store.customer_feedback("t1") == (-1, "", ["card_delivery_estimate", "lost_or_stolen_card"])
+    store.append_feedback(Feedback("t1", -1, corrected_intent="card_delivery_estimate", offered=["card_delivery_estimate", "lost_or_stolen_card"]))
+    assert store.customer_feedback("t1") == (-1, "card_delivery_estimate", ["card_delivery_estimate", "lost_or_stolen_card"])
+    store.append_feedback(Feedback("t1", 0, corrected_intent="card_arrival", source="reviewer"))  # not the customer's
+    assert store.customer_feedback("t1").picked == "card_delivery_estimate"
+    store.append_feedback(Feedback("t1", 1))  # changed their mind: nothing offered stands
+    assert store.customer_feedback("t1") == (1, "", [])
+
+
 def test_a_followups_context_is_read_back_as_serving_read_it(store):
     """Up to two earlier questions of the same session (a handoff is not one), oldest first; other sessions never."""
     store.append_turn(reply("q1"), "my transfer is late")
