@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -134,6 +135,21 @@ def test_a_down_vote_offers_alternatives_and_picking_one_labels_the_message(assi
     assert audit_votes(confident, None, None).down_votes == 1
     # a topic button's own answer: its "message" is the button's title, nothing to re-read
     assert assistant.feedback(chosen.turn_id, -1, session_id="voter2").alternatives == []
+
+
+def test_alternatives_to_a_followup_come_from_its_reading_with_context(assistant):
+    """A down-voted follow-up is re-read as respond read it: with the turn before it, not as bare words."""
+    first = assistant.respond("I lost my card, what do I do?", "ctx")
+    follow = assistant.respond("is there a fee for a new one?", "ctx")
+    assert follow.context_turn_id == first.turn_id and follow.action == "clarify"
+    answered = replace(follow, turn_id="ctx-answered", action="answer", intent=follow.suggestions[0].intent, suggestions=[])
+    assistant.store.append_turn(answered, "is there a fee for a new one?")
+    offered = [s.intent for s in assistant.alternatives("ctx-answered")]
+    # the reading with context ranked these right after the intent now answered (as its clarification showed)
+    assert offered[:2] == [s.intent for s in follow.suggestions[1:3]]
+    alone = replace(answered, turn_id="alone-answered", session_id="ctx-alone", context_turn_id="")
+    assistant.store.append_turn(alone, "is there a fee for a new one?")
+    assert [s.intent for s in assistant.alternatives("alone-answered")] != offered  # the bare words read otherwise
 
 
 def test_only_a_topic_the_bot_offered_can_be_picked(assistant, settings):
