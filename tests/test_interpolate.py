@@ -67,6 +67,8 @@ def test_a_retrain_from_serving_keeps_the_mix_with_most_held_out_passes(settings
     # The card's scores are the kept model's: the gate judged what will serve.
     assert round(card["metrics"]["combined"] * mixing["held_out_examples"]) == mixing["held_out_passes"][f"{kept:g}"]
     folder = registry.path("intent", result.version)
+    served = IntentClassifier(folder).config
+    assert card["training"]["temperature"] == served.calibration_temperature and card["thresholds"] == served.thresholds
     assert (folder / "model.safetensors").exists() and (folder / ONNX_FILE).exists()
     assert not list(folder.parent.glob(".staging-*"))  # the mixes not kept are gone
 

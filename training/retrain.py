@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from accelerate.utils import broadcast_object_list
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from core.config import Settings
 from core.next_questions import WINDOW_S as NEXT_WINDOW_S
@@ -225,7 +225,8 @@ def retrain(
     mixing = None
     if cfg.interpolate and serving_version and not cfg.quick and init_dir == registry.path(KIND, serving_version):
         staging, candidate, mixing = interpolate_with_parent(registry, staging, init_dir, val, live, seeds, on_step=on_step)
-        facts["thresholds"] = IntentClassifier(staging).config.thresholds
+        kept = AutoConfig.from_pretrained(staging)  # a mix was calibrated anew: the card shows what serves
+        facts["thresholds"], facts["temperature"] = kept.thresholds, kept.calibration_temperature
     else:
         candidate = score_model(staging, val, live, seeds)
     decision = decide(
