@@ -373,7 +373,7 @@ class Assistant:
         # on a turn is the one training reads, and the comment is about the same wrong answer.
         picked = self.store.customer_feedback(turn_id).picked if vote < 0 else ""
         # The alternatives are worked out before the vote is stored, so that its row records what was offered.
-        alternatives = self.alternatives(turn_id) if vote < 0 and session_id is not None else []
+        alternatives = self.alternatives(turn_id, session_id) if vote < 0 and session_id is not None else []
         offered = [s.intent for s in alternatives]
         row = self.store.append_feedback(Feedback(turn_id, vote, comment=comment, corrected_intent=picked, offered=offered), session_id=session_id)
         if vote >= 0 or session_id is None:
@@ -381,13 +381,16 @@ class Assistant:
         votes = [v["vote"] for v in self.store.recent_votes(session_id)]
         return VoteReceipt(row, frustrated("", votes, False) != "", alternatives)
 
-    def alternatives(self, turn_id: str) -> list[Suggestion]:
+    def alternatives(self, turn_id: str, session_id: str | None = None) -> list[Suggestion]:
         """ "Did you mean…" after a down-vote on an answer: the intents the message could mean next, as it was read
         (with its context when it was read with one), the answered one left out; none below ``ALTERNATIVE_FLOOR``,
-        none for a topic button's turn (its message is the button's title), none while a person has the conversation.
+        none for a topic button's turn (its message is the button's title), none while a person has the conversation,
+        none for a turn of another session than ``session_id`` (its message is not theirs to have read back).
         """
         turn = self.store.turn(turn_id)
         if turn is None or turn["action"] != "answer" or turn["message"].startswith(CHOSE_PREFIX):
+            return []
+        if session_id is not None and turn["session_id"] != session_id:
             return []
         if self.desk.state(turn["session_id"])[0] != "bot":
             return []

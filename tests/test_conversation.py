@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bot.conversation import CONTEXT_WINDOW_S, Context, combine, looks_like_followup
-from core.errors import InputError
+from core.errors import InputError, UnknownTurn
 from core.next_questions import MIN_COUNT, NextQuestions
 from core.types import CHOSE_PREFIX, Feedback, Reply
 from csbot.wiring import open_assistant
@@ -150,6 +150,16 @@ def test_alternatives_to_a_followup_come_from_its_reading_with_context(assistant
     alone = replace(answered, turn_id="alone-answered", session_id="ctx-alone", context_turn_id="")
     assistant.store.append_turn(alone, "is there a fee for a new one?")
     assert [s.intent for s in assistant.alternatives("alone-answered")] != offered  # the bare words read otherwise
+
+
+def test_another_sessions_turn_offers_no_alternatives(assistant):
+    """A down-vote names a turn id; a stranger holding someone else's id learns nothing of what that message meant."""
+    answered = assistant.respond("I lost my card, what do I do?", "owner")
+    assert assistant.alternatives(answered.turn_id, "owner") != []
+    assert assistant.alternatives(answered.turn_id, "stranger") == []
+    with pytest.raises(UnknownTurn):
+        assistant.feedback(answered.turn_id, -1, session_id="stranger")
+    assert assistant.store.customer_feedback(answered.turn_id) == (0, "", [])  # nothing written
 
 
 def test_only_a_topic_the_bot_offered_can_be_picked(assistant, settings):

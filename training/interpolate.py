@@ -17,9 +17,11 @@ nearest the parent (the smallest change for the same evidence).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import AutoTokenizer
 
 from retrieval.intent import IntentModel
@@ -29,16 +31,31 @@ from training.train_intent import calibrate
 CANDIDATE_WEIGHTS = (1.0, 0.7, 0.5)  # the candidate's share of each mix; 1.0 is the plain candidate
 
 
+def tensor_shapes(folder: Path) -> dict[str, list[int]]:
+    """Every tensor's shape in a saved model, read from the safetensors headers (no weights loaded)."""
+    shapes: dict[str, list[int]] = {}
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as weights:
+            shapes.update({name: list(weights.get_slice(name).get_shape()) for name in weights.keys()})
+    return shapes
+
+
 def can_interpolate(candidate_dir: Path, parent_dir: Path) -> bool:
-    """Both intent models with the same labels and tensor shapes (a new intent changes the head: no mix)."""
+    """Both intent models with the same labels and tensor shapes (a new intent changes the head: no mix).
+
+    Read from the two folders' config and safetensors headers: the retrain asks before every mix, and loading two
+    models only to compare their shapes would cost seconds each time.
+    """
     try:
-        candidate, parent = IntentModel.from_pretrained(candidate_dir), IntentModel.from_pretrained(parent_dir)
-    except (OSError, ValueError):  # the parent is the packaged encoder, or a folder that is not a model
+        configs = [json.loads((Path(d) / "config.json").read_text()) for d in (candidate_dir, parent_dir)]
+        if any(c.get("architectures") != [IntentModel.__name__] for c in configs):
+            return False  # the parent is the packaged encoder, or a folder that is not an intent model
+        if configs[0].get("id2label") != configs[1].get("id2label"):
+            return False
+        shapes = [tensor_shapes(d) for d in (candidate_dir, parent_dir)]
+    except (OSError, ValueError, SafetensorError):
         return False
-    if candidate.config.id2label != parent.config.id2label:
-        return False
-    a, b = candidate.state_dict(), parent.state_dict()
-    return a.keys() == b.keys() and all(a[n].shape == b[n].shape for n in a)
+    return bool(shapes[0]) and shapes[0] == shapes[1]
 
 
 def write_mix(candidate_dir: Path, parent_dir: Path, weight: float, out_dir: Path, val: list[Example]) -> Path:
