@@ -322,8 +322,8 @@ class Assistant:
 
     def choose(self, turn_id: str, intent: str, session_id: str | None = None) -> Reply:
         """The customer picked a suggested intent: answer with it and record the choice as a full label."""
-        turn = self.store.turn(turn_id)
-        if turn is None or (session_id is not None and turn["session_id"] != session_id):
+        turn = self.store.turn(turn_id, session_id)
+        if turn is None:
             raise InputError("That suggestion belongs to a conversation I can't find. Please ask again.")
         ticket = self.store.first_ticket(intent)
         if ticket is None:
@@ -387,10 +387,8 @@ class Assistant:
         none for a topic button's turn (its message is the button's title), none while a person has the conversation,
         none for a turn of another session than ``session_id`` (its message is not theirs to have read back).
         """
-        turn = self.store.turn(turn_id)
+        turn = self.store.turn(turn_id, session_id)
         if turn is None or turn["action"] != "answer" or turn["message"].startswith(CHOSE_PREFIX):
-            return []
-        if session_id is not None and turn["session_id"] != session_id:
             return []
         if self.desk.state(turn["session_id"])[0] != "bot":
             return []

@@ -151,9 +151,13 @@ class FeedbackStore:
         return int(self.sql.insert("session_events", row))
 
     # ---- reads ----------------------------------------------------------------------------
-    def turn(self, turn_id: str) -> dict[str, Any] | None:
+    def turn(self, turn_id: str, session_id: str | None = None) -> dict[str, Any] | None:
+        """The stored turn; None when there is none, or when ``session_id`` is given and the turn is not in it
+        (a customer acts only on their own conversation's turns)."""
         rows = self.sql.rows("select * from turns where id = ?", [turn_id])
-        return {k: v for k, v in rows[0].items() if k != "rowid"} if rows else None
+        if not rows or (session_id is not None and rows[0]["session_id"] != session_id):
+            return None
+        return {k: v for k, v in rows[0].items() if k != "rowid"}
 
     def session_state(self, session_id: str) -> str:
         """``'waiting'`` for a person, ``'assigned'`` to one, else ``'bot'`` (``'resolved'`` reads as ``'bot'``)."""
