@@ -39,6 +39,7 @@ from core.config import Settings  # noqa: E402
 def quality(home: Path) -> dict:
     from bot.evaluation import retrieval_scores
     from csbot.wiring import open_assistant
+    from retrieval.ranker import Ranker
 
     assistant = open_assistant(Settings(home=home)).warm_up()
     test = read_csv(DATA / "eval.csv")
@@ -46,12 +47,18 @@ def quality(home: Path) -> dict:
     version, clf = assistant.intent_model()
     probs = clf.probabilities(texts)
     accuracy = float(np.mean([clf.labels[i] == g for i, g in zip(probs.argmax(1), gold)]))
-    scores = retrieval_scores(assistant, texts, gold, probs)
+    ranker_version = assistant.ranking_model()[0]
+    latest = (assistant.registry.versions("ranker") or [{}])[-1]
+    extra = {}
+    if latest.get("version") and latest["version"] != ranker_version:  # the newest learned ranker was refused
+        extra["latest_refused"] = Ranker.load(assistant.registry.path("ranker", latest["version"]))
+    scores = retrieval_scores(assistant, texts, gold, probs, extra)
     return {
         **scores,
         "intent_accuracy": accuracy,
         "intent_version": version,
-        "ranker_version": assistant.ranking_model()[0],
+        "ranker_version": ranker_version,
+        "latest_refused_ranker": {"version": latest["version"], "gate": latest.get("gate", {}).get("reason", "")} if extra else None,
         "tickets": assistant.kb.count(),
         "queries": len(texts),
     }

@@ -14,11 +14,12 @@ from retrieval.metrics import classification_metrics, first_hit
 from retrieval.ranker import Ranker
 
 
-def retrieval_scores(assistant: Assistant, texts: list[str], intents: list[str], probs: np.ndarray) -> dict:
+def retrieval_scores(assistant: Assistant, texts: list[str], intents: list[str], probs: np.ndarray, extra: dict[str, Ranker] | None = None) -> dict:
     """hit@1 and MRR@10 (a hit: the ranked ticket's intent is the query's) in FAISS order ("without_ranker"), with the
-    baseline that serves until a learned ranker beats it, and with the serving ranker (learned or that baseline)."""
+    baseline that serves until a learned ranker beats it, with the serving ranker (learned or that baseline), and
+    with any ``extra`` rankers (e.g. one the gate refused, to show what the refusal cost or saved)."""
     labels = assistant.intent_model()[1].labels
-    rankers = {"without_ranker": Ranker(), "baseline": Ranker.baseline(), "with_ranker": assistant.ranking_model()[1]}
+    rankers = {"without_ranker": Ranker(), "baseline": Ranker.baseline(), "with_ranker": assistant.ranking_model()[1], **(extra or {})}
     vectors = assistant.kb.encoder.encode(texts)
     retrieved = assistant.kb.search(vectors, assistant.settings.top_k)
     hit1: dict[str, list[float]] = {name: [] for name in rankers}

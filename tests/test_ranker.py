@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from core.types import Ticket
@@ -30,6 +32,23 @@ def test_the_baseline_leads_with_the_classifiers_intent_and_keeps_faiss_order_ot
     assert Ranker.load(tmp_path).intent_first
 
 
+def test_a_learned_ranker_chooses_the_lead_and_keeps_faiss_order_after_it(tmp_path):
+    """Sorting every ticket by score would lift both tickets of the favoured intent and bury the right one."""
+    a1, b1, a2, b2 = ticket(1, "a", "A"), ticket(2, "b", "B"), ticket(3, "a", "A2"), ticket(4, "b", "B2")
+    retrieved = [(a1, 0.9), (b1, 0.85), (a2, 0.8), (b2, 0.7)]
+    probs = {"b": 0.6, "a": 0.4}
+    led = Ranker(weights={"intent_probability": 1.0, "similarity": 0.1}, lead_only=True)
+    assert [c.ticket.id for c in led.rank(retrieved, probs)] == [2, 1, 3, 4]
+    sorted_all = Ranker(weights={"intent_probability": 1.0, "similarity": 0.1})
+    assert [c.ticket.id for c in sorted_all.rank(retrieved, probs)] == [2, 4, 1, 3]
+    led.save(tmp_path / "new")
+    assert Ranker.load(tmp_path / "new").lead_only
+    old = {"weights": {"intent_probability": 1.0}, "bias": 0.0, "answer_prior": {}, "intent_first": False}  # saved before lead_only
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "ranker.json").write_text(json.dumps(old))
+    assert not Ranker.load(tmp_path / "old").lead_only
+
+
 def test_a_tiny_ranker_training_run_follows_the_votes(tmp_path):
     # Two answers for the same intent; customers liked "good" and disliked "bad".
     good, bad = ticket(1, "card", "good answer"), ticket(2, "card", "bad answer")
@@ -51,7 +70,7 @@ def test_a_tiny_ranker_training_run_follows_the_votes(tmp_path):
     disliked = Ticket(2, bad.question, bad.answer, "card-disliked")
     data = RankingSet(queries, [[(disliked if t is bad else t, s) for t, s in c] for c in cands], probs)
     ranker = fit_ranker(data, answer_prior=priors)
-    assert ranker.weights["answer_prior"] > 0
+    assert ranker.weights["answer_prior"] > 0 and ranker.lead_only
     after = ranker.rank([(bad, 0.82), (good, 0.80)], {"card": 0.9})
     assert after[0].ticket.answer == "good answer"
     ranker.save(tmp_path)

@@ -378,6 +378,7 @@ def retrain_ranker(
         "parent": serving_version or BASELINE,
         "intent_version": intent_version,
         "objective": "pairwise logistic regression (RankNet, linear scorer) over the candidates of each query",
+        "order": "the best-scored ticket leads, the rest keep FAISS order",
         "weights": candidate.weights,
         "bias": candidate.bias,
         "data": {"fit_queries": len(fit_set.queries), "eval_queries": len(eval_set.queries), "answer_priors": len(candidate.answer_prior)},
