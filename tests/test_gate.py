@@ -9,13 +9,15 @@ import pytest
 from core.errors import InputError
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
-from core.types import Feedback, Reply
+from core.types import Feedback, Reply, Ticket
 from csbot.wiring import retrain
 from retrieval.ranker import Ranker
 from training import retrain as retrain_module
+from training.data import Example, is_validation
 from training.gate import MIN_CONFIDENT_VOTES, Outcomes, decide, drift_tolerance, ranker_gate, significantly_worse, suspect_votes
 from training.live_slice import LiveSlice, in_live_slice
 from training.train_intent import IntentTrainConfig
+from training.train_ranker import RankingSet, cross_fitted_means
 
 
 def outcomes_with(passes: int, n: int, rng: random.Random, base: list[bool] | None = None) -> list[bool]:
@@ -137,6 +139,15 @@ def test_a_learned_ranker_worse_than_faiss_order_is_not_promoted(settings, monke
     assert registry.current_version("ranker") == before
     card = registry.card("ranker", result.ranker["version"])
     assert card["gate"]["decision"] == "refused" and "below FAISS order" in card["gate"]["reason"]
+    validation = sum(is_validation(q) for (q,) in FeedbackStore(settings.db_path).db.execute("select question from tickets where intent != ''"))
+    assert card["data"]["eval_queries"] == validation  # cross-fitted: the gate sees every validation ticket, not half
+
+
+def test_cross_fitted_scores_measure_each_half_with_the_ranker_not_fitted_on_it():
+    a, b = Ticket(1, "qa", "A", "a"), Ticket(2, "qb", "B", "b")
+    half = RankingSet([Example("x", "a")], [[(b, 0.9), (a, 0.8)]], [{"a": 0.9, "b": 0.1}])
+    follows_classifier = Ranker(weights={"intent_probability": 1.0}, lead_only=True)
+    assert cross_fitted_means([(follows_classifier, half), (Ranker(), half)]) == (0.5, 0.75)  # right first; then 2nd
 
 
 @pytest.mark.parametrize("tolerance_n", [69, 400, 1000, 5000])

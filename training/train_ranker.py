@@ -40,6 +40,10 @@ def build_ranking_set(examples: list[Example], kb: KnowledgeBase, classifier: In
     return RankingSet(examples, candidates, probs)
 
 
+def join_ranking_sets(*sets: RankingSet) -> RankingSet:
+    return RankingSet([q for s in sets for q in s.queries], [c for s in sets for c in s.candidates], [p for s in sets for p in s.probs])
+
+
 def answer_priors(vote_rows: list[dict], kb: KnowledgeBase) -> dict[str, float]:
     """(up - down) / (votes + 5) per answer, from customers' votes on answers (the answer is the turn's text)."""
     ups, downs = Counter(), Counter()
@@ -89,3 +93,13 @@ def ranking_outcomes(ranker: Ranker, data: RankingSet) -> tuple[list[bool], floa
         hits.append(first == 0)
         rr.append(0.0 if first is None else 1.0 / (first + 1))
     return hits, float(np.mean(rr)) if rr else 0.0
+
+
+def cross_fitted_means(folds: list[tuple[Ranker, RankingSet]]) -> tuple[float, float]:
+    """hit@1 and MRR@10 over every query of the folds, each measured with the ranker that was not fitted on it."""
+    hits, rr_sum = [], 0.0
+    for ranker, data in folds:
+        fold_hits, fold_mrr = ranking_outcomes(ranker, data)
+        hits += fold_hits
+        rr_sum += fold_mrr * len(fold_hits)
+    return (float(np.mean(hits)), rr_sum / len(hits)) if hits else (0.0, 0.0)
