@@ -143,6 +143,24 @@ def test_a_learned_ranker_worse_than_faiss_order_is_not_promoted(settings, monke
     assert card["data"]["eval_queries"] == validation  # cross-fitted: the gate sees every validation ticket, not half
 
 
+def test_a_serving_ranker_that_fell_below_the_baseline_gives_way_to_it(settings, monkeypatch):
+    """A learned ranker fitted to an older intent model is measured again; below the baseline, the baseline serves."""
+    registry = ModelRegistry(settings.models_dir)
+    stale = Ranker(weights={"similarity": -1.0})  # reversed FAISS order: below the baseline under any intent model
+    staging = registry.staging_dir("ranker")
+    stale.save(staging)
+    registry.promote("ranker", stale_version := registry.publish("ranker", staging, {"gate": {"decision": "promoted"}}))
+    monkeypatch.setattr(retrain_module, "fit_ranker", lambda data, **kw: Ranker(weights={"similarity": -1.0}))  # refused too
+    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30))
+    assert not result.ranker["promoted"] and result.ranker["fallback"] == registry.current_version("ranker") != stale_version
+    serving = Ranker.load(registry.path("ranker", registry.current_version("ranker")))
+    assert serving.intent_first and serving.weights == Ranker.baseline().weights
+    card = registry.card("ranker", registry.current_version("ranker"))
+    assert f"the serving ranker {stale_version}" in card["gate"]["reason"] and "below" in card["gate"]["reason"]
+    again = retrain(settings, IntentTrainConfig(quick=True, head_steps=30))  # the baseline serving is not replaced by itself
+    assert again.ranker["fallback"] is None
+
+
 def test_cross_fitted_scores_measure_each_half_with_the_ranker_not_fitted_on_it():
     a, b = Ticket(1, "qa", "A", "a"), Ticket(2, "qb", "B", "b")
     half = RankingSet([Example("x", "a")], [[(b, 0.9), (a, 0.8)]], [{"a": 0.9, "b": 0.1}])

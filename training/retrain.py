@@ -401,7 +401,41 @@ def retrain_ranker(
     if promoted:
         registry.promote(RANKER, version, reason=reason)
     on_step(f"ranker {version}: {'promoted' if promoted else 'kept ' + str(serving_version or BASELINE)} ({reason})")
-    return {"version": version, "promoted": promoted, "hit_at_1": cand_hit1, "mrr_at_10": cand_mrr, "alternatives": card["metrics"]["alternatives"]}
+    fallback = None if promoted or not serving_version else _baseline_if_stale(registry, serving_version, intent_version, scores, on_step)
+    return {
+        "version": version,
+        "promoted": promoted,
+        "hit_at_1": cand_hit1,
+        "mrr_at_10": cand_mrr,
+        "alternatives": card["metrics"]["alternatives"],
+        "fallback": fallback,
+    }
+
+
+def _baseline_if_stale(registry: ModelRegistry, serving_version: str, intent_version: str, scores: dict, on_step: Callable[[str], None]) -> str | None:
+    """A learned ranker was fitted to the intent model of its day; with a new one its signals mean something else.
+
+    When the candidate is refused, the serving ranker is measured again under the serving intent model, and if it
+    is now below the baseline on either metric the baseline takes over (published as a version of its own, so the
+    history says when and why). Returns that version, or None when the serving ranker is still fine.
+    """
+    fine, why = ranker_gate(scores[f"serving {serving_version}"], {BASELINE: scores[BASELINE]})
+    if fine:
+        return None
+    reason = f"the serving ranker {serving_version} under intent {intent_version}: {why}; the baseline takes over"
+    staging = registry.staging_dir(RANKER)
+    Ranker.baseline().save(staging)
+    card = {
+        "parent": serving_version,
+        "intent_version": intent_version,
+        "objective": BASELINE,
+        "metrics": {"hit_at_1": scores[BASELINE][0], "mrr_at_10": scores[BASELINE][1]},
+        "gate": {"rule": "a serving ranker below the baseline gives way to it", "decision": "promoted", "reason": reason},
+    }
+    version = registry.publish(RANKER, staging, card)
+    registry.promote(RANKER, version, reason=reason)
+    on_step(f"ranker {version}: {reason}")
+    return version
 
 
 def refresh_next_questions(store: FeedbackStore, settings: Settings, *, on_step: Callable[[str], None] = log.info) -> NextQuestions:
