@@ -39,7 +39,7 @@ from core.config import Settings  # noqa: E402
 def quality(home: Path) -> dict:
     from bot.evaluation import retrieval_scores
     from csbot.wiring import open_assistant
-    from retrieval.ranker import Ranker
+    from retrieval.ranker import BASELINE, Ranker
 
     assistant = open_assistant(Settings(home=home)).warm_up()
     test = read_csv(DATA / "eval.csv")
@@ -48,17 +48,22 @@ def quality(home: Path) -> dict:
     probs = clf.probabilities(texts)
     accuracy = float(np.mean([clf.labels[i] == g for i, g in zip(probs.argmax(1), gold)]))
     ranker_version = assistant.ranking_model()[0]
-    latest = (assistant.registry.versions("ranker") or [{}])[-1]
+    refused = [c for c in assistant.registry.versions("ranker") if c.get("gate", {}).get("decision") == "refused"]
+    latest = refused[-1] if refused else {}
     extra = {}
-    if latest.get("version") and latest["version"] != ranker_version:  # the newest learned ranker was refused
+    if latest:  # the newest candidate the gate turned down: what serving it would have given
         extra["latest_refused"] = Ranker.load(assistant.registry.path("ranker", latest["version"]))
+    serving_card = assistant.registry.card("ranker", ranker_version) if ranker_version != "default" else {}
+    if serving_card.get("objective") == BASELINE and serving_card.get("parent"):  # the baseline took over from a stale ranker
+        extra["replaced_stale"] = Ranker.load(assistant.registry.path("ranker", serving_card["parent"]))
     scores = retrieval_scores(assistant, texts, gold, probs, extra)
     return {
         **scores,
         "intent_accuracy": accuracy,
         "intent_version": version,
         "ranker_version": ranker_version,
-        "latest_refused_ranker": {"version": latest["version"], "gate": latest.get("gate", {}).get("reason", "")} if extra else None,
+        "latest_refused_ranker": {"version": latest["version"], "gate": latest.get("gate", {}).get("reason", "")} if latest else None,
+        "serving_ranker_gate": serving_card.get("gate", {}).get("reason"),
         "tickets": assistant.kb.count(),
         "queries": len(texts),
     }
