@@ -53,7 +53,8 @@ def quality(home: Path) -> dict:
     extra = {}
     if latest:  # the newest candidate the gate turned down: what serving it would have given
         extra["latest_refused"] = Ranker.load(assistant.registry.path("ranker", latest["version"]))
-    serving_card = assistant.registry.card("ranker", ranker_version) if ranker_version != "default" else {}
+    serving = assistant.registry.current_version("ranker")  # None while the built-in baseline serves
+    serving_card = assistant.registry.card("ranker", serving) if serving else {}
     if serving_card.get("objective") == BASELINE and serving_card.get("parent"):  # the baseline took over from a stale ranker
         extra["replaced_stale"] = Ranker.load(assistant.registry.path("ranker", serving_card["parent"]))
     scores = retrieval_scores(assistant, texts, gold, probs, extra)

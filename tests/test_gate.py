@@ -17,7 +17,7 @@ from training.data import Example, is_validation
 from training.gate import MIN_CONFIDENT_VOTES, Outcomes, decide, drift_tolerance, ranker_gate, significantly_worse, suspect_votes
 from training.live_slice import LiveSlice, in_live_slice
 from training.train_intent import IntentTrainConfig
-from training.train_ranker import RankingSet, cross_fitted_means
+from training.train_ranker import RankingSet, ranking_means
 
 
 def outcomes_with(passes: int, n: int, rng: random.Random, base: list[bool] | None = None) -> list[bool]:
@@ -165,7 +165,7 @@ def test_cross_fitted_scores_measure_each_half_with_the_ranker_not_fitted_on_it(
     a, b = Ticket(1, "qa", "A", "a"), Ticket(2, "qb", "B", "b")
     half = RankingSet([Example("x", "a")], [[(b, 0.9), (a, 0.8)]], [{"a": 0.9, "b": 0.1}])
     follows_classifier = Ranker(weights={"intent_probability": 1.0}, lead_only=True)
-    assert cross_fitted_means([(follows_classifier, half), (Ranker(), half)]) == (0.5, 0.75)  # right first; then 2nd
+    assert ranking_means([(follows_classifier, half), (Ranker(), half)]) == (0.5, 0.75)  # right first; then 2nd
 
 
 @pytest.mark.parametrize("tolerance_n", [69, 400, 1000, 5000])

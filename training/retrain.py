@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from accelerate.utils import broadcast_object_list
 from transformers import AutoConfig, AutoTokenizer
 
@@ -50,7 +49,7 @@ from training.gate import (
 from training.interpolate import CANDIDATE_WEIGHTS, can_interpolate, choose_weight, write_mix
 from training.live_slice import LIVE_BUCKETS, LiveSlice, split_rows
 from training.train_intent import IntentTrainConfig, export_onnx, process_state, train_intent_model
-from training.train_ranker import answer_priors, build_ranking_set, cross_fitted_means, fit_ranker, join_ranking_sets, ranking_outcomes
+from training.train_ranker import answer_priors, build_ranking_set, fit_ranker, join_ranking_sets, ranking_means
 
 log = logging.getLogger(__name__)
 KIND = "intent"
@@ -372,8 +371,8 @@ def retrain_ranker(
     alternatives = {"FAISS order": Ranker(), BASELINE: Ranker.baseline()}
     if serving_version:
         alternatives[f"serving {serving_version}"] = Ranker.load(registry.path(RANKER, serving_version))
-    scores = {name: _ranking_means(r, eval_set) for name, r in alternatives.items()}
-    cand_hit1, cand_mrr = cross_fitted_means(folds)
+    scores = {name: ranking_means([(r, eval_set)]) for name, r in alternatives.items()}
+    cand_hit1, cand_mrr = ranking_means(folds)  # each half measured with the ranker not fitted on it
     promoted, reason = ranker_gate((cand_hit1, cand_mrr), scores)
     staging = registry.staging_dir(RANKER)
     candidate.save(staging)
@@ -445,11 +444,6 @@ def refresh_next_questions(store: FeedbackStore, settings: Settings, *, on_step:
     offered = sum(bool(counts.suggest(a)) for a in counts.counts)
     on_step(f"next questions: {sum(sum(v.values()) for v in counts.counts.values())} session steps counted; offered after {offered} intents")
     return counts
-
-
-def _ranking_means(ranker: Ranker, data) -> tuple[float, float]:
-    hits, mrr = ranking_outcomes(ranker, data)
-    return (float(np.mean(hits)) if hits else 0.0), mrr
 
 
 def _summary(metrics: dict) -> dict:

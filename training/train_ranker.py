@@ -95,10 +95,11 @@ def ranking_outcomes(ranker: Ranker, data: RankingSet) -> tuple[list[bool], floa
     return hits, float(np.mean(rr)) if rr else 0.0
 
 
-def cross_fitted_means(folds: list[tuple[Ranker, RankingSet]]) -> tuple[float, float]:
-    """hit@1 and MRR@10 over every query of the folds, each measured with the ranker that was not fitted on it."""
+def ranking_means(measured: list[tuple[Ranker, RankingSet]]) -> tuple[float, float]:
+    """hit@1 and MRR@10 over every query of the (ranker, queries) pairs: one pair measures one ranker on a set;
+    for cross-fitting, one pair per half, each half with the ranker that was not fitted on it."""
     hits, rr_sum = [], 0.0
-    for ranker, data in folds:
+    for ranker, data in measured:
         fold_hits, fold_mrr = ranking_outcomes(ranker, data)
         hits += fold_hits
         rr_sum += fold_mrr * len(fold_hits)
