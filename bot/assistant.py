@@ -31,6 +31,7 @@ from core.types import CHOSE_PREFIX, Feedback, Reply, Source, Suggestion, VoteRe
 from retrieval.index import set_search_threads
 from retrieval.intent import IntentClassifier, IntentPrediction
 from retrieval.knowledge_base import KnowledgeBase
+from retrieval.query_map import query_vectors, search_with
 from retrieval.ranker import Candidate, Ranker
 
 _LOADERS = {"intent": lambda path: IntentClassifier(path).warm_up(), "ranker": Ranker.load}
@@ -265,21 +266,25 @@ class Assistant:
     def understand(self, classifier: IntentClassifier, texts: list[str]) -> list[tuple[IntentPrediction, list]]:
         """Intent predictions and retrieved tickets for messages: the model read path of ``respond``, unbatched."""
         intent_vectors, retrieval_vectors = self._vectors(classifier, texts)
-        return self._look_up(classifier, intent_vectors, retrieval_vectors)
+        return self._look_up(classifier, texts, intent_vectors, retrieval_vectors)
 
     def _understand(self, item: tuple[IntentClassifier, str]) -> tuple[IntentPrediction, list]:
         """``understand`` for one message through the two batching stages (encoder, then head and search)."""
-        classifier, _ = item
-        return self._lookup((classifier, *self._encode(item)))
+        classifier, text = item
+        return self._lookup((classifier, text, *self._encode(item)))
 
     def _vectors(self, classifier: IntentClassifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(intent embeddings, retrieval vectors). A head on the frozen packaged encoder (the quick model) shares
-        the retrieval encoder: one pass, not two."""
+        """(intent embeddings, retrieval vectors): one encoder pass when the intent model is a head on the frozen
+        packaged encoder (the quick model) or carries a map into the index's space (``retrieval.query_map``)."""
         intent_vectors = classifier.embed(texts)
-        return intent_vectors, intent_vectors if classifier.shares_retrieval_encoder else self.kb.encoder.encode(texts)
+        return intent_vectors, query_vectors(classifier, self.kb.encoder, texts, intent_vectors)
 
-    def _look_up(self, classifier: IntentClassifier, intent_vectors: np.ndarray, retrieval_vectors: np.ndarray) -> list[tuple[IntentPrediction, list]]:
-        return list(zip(classifier.predict_from_embeddings(intent_vectors), self.kb.search(retrieval_vectors, self.settings.top_k)))
+    def _look_up(
+        self, classifier: IntentClassifier, texts: list[str], intent_vectors: np.ndarray, retrieval_vectors: np.ndarray
+    ) -> list[tuple[IntentPrediction, list]]:
+        query_map = classifier.query_map(self.kb.encoder.name)
+        hits = search_with(self.kb, query_map, texts, retrieval_vectors, self.settings.top_k, self.settings.min_similarity)
+        return list(zip(classifier.predict_from_embeddings(intent_vectors), hits))
 
     def _encode_batch(self, items: list[tuple[IntentClassifier, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """The encoder stage for the batched requests: one pass per model (``_vectors``)."""
@@ -290,11 +295,13 @@ class Assistant:
 
         return _per_model(items, encode)
 
-    def _lookup_batch(self, items: list[tuple[IntentClassifier, np.ndarray, np.ndarray]]) -> list[tuple[IntentPrediction, list]]:
+    def _lookup_batch(self, items: list[tuple[IntentClassifier, str, np.ndarray, np.ndarray]]) -> list[tuple[IntentPrediction, list]]:
         """The second stage: the intent head and one FAISS search for the batch, on one OpenMP thread (with
         ONNX Runtime's threads beside it, a second one mostly waited for a core)."""
         set_search_threads(1)
-        return _per_model(items, lambda classifier, group: self._look_up(classifier, np.stack([g[1] for g in group]), np.stack([g[2] for g in group])))
+        return _per_model(
+            items, lambda classifier, group: self._look_up(classifier, [g[1] for g in group], np.stack([g[2] for g in group]), np.stack([g[3] for g in group]))
+        )
 
     def _sources(self, ranked: list[Candidate]) -> list[Source]:
         return [Source(c.ticket.id, round(c.score, 4), c.ticket.intent, c.ticket.question) for c in ranked[: self.settings.num_sources]]

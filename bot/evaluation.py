@@ -11,6 +11,7 @@ from bot.assistant import Assistant
 from core.errors import IngestError
 from retrieval.knowledge_base import read_rows
 from retrieval.metrics import classification_metrics, first_hit
+from retrieval.query_map import retrieve
 from retrieval.ranker import Ranker
 
 
@@ -20,8 +21,7 @@ def retrieval_scores(assistant: Assistant, texts: list[str], intents: list[str],
     with any ``extra`` rankers (e.g. one the gate refused, to show what the refusal cost or saved)."""
     labels = assistant.intent_model()[1].labels
     rankers = {"without_ranker": Ranker(), "baseline": Ranker.baseline(), "with_ranker": assistant.ranking_model()[1], **(extra or {})}
-    vectors = assistant.kb.encoder.encode(texts)
-    retrieved = assistant.kb.search(vectors, assistant.settings.top_k)
+    retrieved = retrieve(assistant.kb, assistant.intent_model()[1], texts, assistant.settings.top_k, assistant.settings.min_similarity)
     hit1: dict[str, list[float]] = {name: [] for name in rankers}
     rr: dict[str, list[float]] = {name: [] for name in rankers}
     for gold, hits, row in zip(intents, retrieved, probs):
@@ -72,7 +72,7 @@ def evaluate_file(
     answer_threshold, handoff_threshold = assistant.thresholds(classifier)
     report["thresholds"] = {"answer": answer_threshold, "handoff": handoff_threshold}
     if not in_scope.all():
-        nearest = np.array([hits[0][1] if hits else 0.0 for hits in assistant.kb.search(assistant.kb.encoder.encode(texts), 1)])
+        nearest = np.array([hits[0][1] if hits else 0.0 for hits in retrieve(assistant.kb, classifier, texts, 1, assistant.settings.min_similarity)])
         rejected = (confidence < handoff_threshold) | (nearest < assistant.settings.min_similarity)  # serving's rule
         report["out_of_scope"] = out_of_scope_scores(in_scope, confidence, predicted, [g for _, g in pairs], rejected)
         report["out_of_scope"]["min_similarity"] = assistant.settings.min_similarity

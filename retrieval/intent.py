@@ -23,6 +23,7 @@ from transformers.utils import logging as hf_logging
 
 from retrieval.encoder import CPU_SUB_BATCH, embed_shortest_first, fast_inference, mean_pool
 from retrieval.onnx_encoder import OnnxEncoder, onnx_wanted
+from retrieval.query_map import QueryMap
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class IntentClassifier:
         self._model: IntentModel | None = None
         self._tokenizer = None
         self._onnx: OnnxEncoder | None = None  # the same encoder in ONNX Runtime, when CSBOT_ONNX asks for it
+        self._query_map: QueryMap | None = None
         self._lock = threading.Lock()
 
     def warm_up(self) -> IntentClassifier:
@@ -123,6 +125,7 @@ class IntentClassifier:
                         self._onnx = OnnxEncoder.for_model(model, self._tokenizer, self.model_dir)
                     except Exception as err:  # no onnxruntime, a read-only folder, an export error: PyTorch serves
                         log.warning("ONNX Runtime not used for %s (%s: %s); serving with PyTorch", self.model_dir, type(err).__name__, err)
+                self._query_map = QueryMap.load(self.model_dir)
                 self._model = model
         return self
 
@@ -183,6 +186,13 @@ class IntentClassifier:
     def shares_retrieval_encoder(self) -> bool:
         """True for a head trained on the frozen packaged encoder: its embeddings are the retrieval vectors too."""
         return bool(getattr(self.config, "frozen_base_encoder", False))
+
+    def query_map(self, encoder_name: str) -> QueryMap | None:
+        """The map of this model's embeddings into the index of ``encoder_name`` (``retrieval.query_map``), when it was
+        fitted for that encoder: then one encoder pass serves both the intent and the retrieval."""
+        self.warm_up()
+        found = self._query_map
+        return found if found is not None and found.encoder == encoder_name and not self.shares_retrieval_encoder else None
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Calibrated probabilities: softmax(logits / temperature)."""

@@ -318,6 +318,16 @@ class KnowledgeBase:
         """All tickets with an intent label, in id order (the intent model's training data)."""
         return list(self.get(self.store.ticket_ids(labelled=True)).values())
 
+    def sample_vectors(self, limit: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+        """Up to ``limit`` tickets (a seeded sample) as (questions, their stored vectors): what a query map is fitted on."""
+        ids = self.store.ticket_ids()
+        if len(ids) > limit:
+            ids = sorted(np.random.default_rng(seed).choice(ids, size=limit, replace=False).tolist())
+        stored = self.store.ticket_vectors(ids)
+        tickets = self.get(list(stored))
+        kept = [i for i in stored if i in tickets]
+        return [tickets[i].question for i in kept], self._vectors([stored[i] for i in kept])
+
     def search(self, query_vectors: np.ndarray, k: int) -> list[list[tuple[Ticket, float]]]:
         """Top-``k`` tickets with cosine similarity for each query vector (changes from elsewhere applied first)."""
         self.refresh()

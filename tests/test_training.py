@@ -5,9 +5,10 @@ from pathlib import Path
 import torch
 
 from core.registry import ModelRegistry
-from csbot.wiring import retrain
+from csbot.wiring import open_assistant, open_registry, retrain
 from retrieval.encoder import base_model_path
 from retrieval.intent import IntentClassifier
+from retrieval.query_map import MAP_FILE
 from training.data import Example, is_validation, split_tickets
 from training.train_intent import IntentTrainConfig, calibrate_temperature, train_intent_model
 
@@ -89,7 +90,27 @@ def test_retrain_promotes_only_when_not_worse(settings):
     assert card["metrics"]["validation"]["accuracy"] < card["metrics"]["serving_validation"]["accuracy"]
 
 
-def test_a_retrain_starts_from_the_base_encoder_when_asked(settings):
+def test_a_fine_tuned_model_starts_from_the_base_encoder_when_asked_and_serves_with_one_encoder_pass(settings):
     registry = ModelRegistry(settings.models_dir)
     fresh = retrain(settings, IntentTrainConfig(epochs=1, max_steps=1, linear_probe_first=False, from_base=True))
-    assert Path(registry.card("intent", fresh.version)["init"]).resolve() == base_model_path().resolve()
+    card = registry.card("intent", fresh.version)
+    assert Path(card["init"]).resolve() == base_model_path().resolve()
+    # Its embeddings are mapped into the ticket index's space (retrieval.query_map), fitted on the stored tickets.
+    assert card["retrieval_map"]["fitted"] and card["retrieval_map"]["held_out_cosine"] > 0.9
+    assert (registry.path("intent", fresh.version) / MAP_FILE).is_file()
+    if not fresh.promoted:
+        open_registry(settings).promote("intent", fresh.version, reason="test")
+    assistant = open_assistant(settings).warm_up()
+    _, classifier = assistant.intent_model()
+    assert classifier.query_map(assistant.kb.encoder.name) is not None and not classifier.shares_retrieval_encoder
+    encoded = []
+    exact_encode = assistant.kb.encoder.encode
+    assistant.kb.encoder.encode = lambda texts, **kw: encoded.extend(texts) or exact_encode(texts, **kw)
+    questions = ["I lost my card", "how long does a transfer to Spain take?", "what exchange rate do you use?"]
+    mapped = assistant.understand(classifier, questions)
+    assert encoded == []  # one pass: the retrieval encoder never ran
+    exact = assistant.kb.search(exact_encode(questions), assistant.settings.top_k)
+    assert [hits[0][0].intent for _, hits in mapped] == [hits[0][0].intent for hits in exact]
+    # Near the out-of-scope floor the exact vector decides: an unrelated question is encoded exactly, and handed off.
+    reply = assistant.respond("who won the football match yesterday")
+    assert encoded == ["who won the football match yesterday"] and reply.action in ("handoff", "clarify")

@@ -29,6 +29,7 @@ from retrieval.intent import IntentClassifier, with_context
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.metrics import classification_metrics
 from retrieval.onnx_encoder import ONNX_FILE
+from retrieval.query_map import fit_query_map
 from retrieval.ranker import BASELINE, Ranker
 from training.context_pairs import make_pairs
 from training.data import Example, split_tickets
@@ -264,6 +265,9 @@ def retrain(
         },
         "thresholds": facts.get("thresholds") or {"answer": settings.answer_threshold, "handoff": settings.handoff_threshold},
     }
+    if not cfg.quick:  # one encoder pass when it serves (retrieval.query_map); fitted for a refused one too, which may be promoted by hand
+        on_step("fitting the map of the candidate's embeddings into the ticket index")
+        card["retrieval_map"] = fit_query_map(kb, IntentClassifier(staging).embed, staging, seed=cfg.seed)
     version = registry.publish(KIND, staging, card)
     if decision.promoted:
         registry.promote(KIND, version, reason=decision.reason)
@@ -361,8 +365,13 @@ def retrain_ranker(
     """
     intent_version, intent_dir = registry.current(KIND)
     classifier = IntentClassifier(intent_dir)
-    halves = [build_ranking_set([e for e in val if zlib.crc32(("ranker:" + e.text).encode()) % 2 == side], kb, classifier, settings.top_k) for side in (0, 1)]
-    confirmed = build_ranking_set([e for e in (feedback.examples if feedback else []) if not e.negative], kb, classifier, settings.top_k)
+    halves = [
+        build_ranking_set([e for e in val if zlib.crc32(("ranker:" + e.text).encode()) % 2 == side], kb, classifier, settings.top_k, settings.min_similarity)
+        for side in (0, 1)
+    ]
+    confirmed = build_ranking_set(
+        [e for e in (feedback.examples if feedback else []) if not e.negative], kb, classifier, settings.top_k, settings.min_similarity
+    )
     prior = answer_priors(vote_rows, kb) if feedback else {}
     eval_set = join_ranking_sets(*halves)
     candidate = fit_ranker(join_ranking_sets(eval_set, confirmed), answer_prior=prior)

@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from retrieval.intent import IntentClassifier
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.metrics import first_hit
+from retrieval.query_map import retrieve
 from retrieval.ranker import FEATURES, Ranker, answer_key
 from training.data import Example
 
@@ -30,10 +31,11 @@ class RankingSet:
     probs: list[dict[str, float]]
 
 
-def build_ranking_set(examples: list[Example], kb: KnowledgeBase, classifier: IntentClassifier, k: int) -> RankingSet:
+def build_ranking_set(examples: list[Example], kb: KnowledgeBase, classifier: IntentClassifier, k: int, floor: float) -> RankingSet:
+    """Candidates as serving retrieves them under ``classifier`` (``floor``: the out-of-scope similarity)."""
     examples = [e for e in examples if not e.negative]
     texts = [e.text for e in examples]
-    retrieved = kb.search(kb.encoder.encode(texts), k + 1) if texts else []
+    retrieved = retrieve(kb, classifier, texts, k + 1, floor)
     labels = classifier.labels
     probs = [dict(zip(labels, row.tolist())) for row in classifier.probabilities(texts)] if texts else []
     candidates = [[(t, s) for t, s in hits if t.question.strip() != q.strip()][:k] for q, hits in zip(texts, retrieved)]

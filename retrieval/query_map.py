@@ -1,0 +1,122 @@
+"""One encoder pass per message with a fine-tuned intent model: its embedding, mapped into the ticket index's space.
+
+Why: the tickets are indexed with the packaged encoder; a fine-tuned intent model has an encoder of its own.
+Serving then ran two transformer passes per message (the intent model's and the retrieval encoder's), and
+after ``csbot train`` a 2-core machine answered half as many customers (83 replies/s against 152 with the
+quick model, benchmarks/results/load_avx2_finetuned.json). Re-indexing the tickets with every promoted model
+would tie the ticket store to the intent versions. Instead, at training time a linear map (ridge least
+squares, with a bias) is fitted from the candidate's embeddings of ticket questions to the vectors the index
+stores for them, and saved in the version's folder (``retrieval_map.npz``). Measured on the bundled data with
+a fine-tuned model: cosine 0.965 between mapped and exact query vectors on the 3,080 test queries; FAISS
+order hit@1 92.7% with mapped vectors against 92.1% with exact ones.
+
+Where it cannot be trusted: a message about something else. The fine-tuned encoder pulls every message
+towards a banking intent, so the mapped vector of "who won the match" lands nearer the tickets than its exact
+vector does (by about 0.12 cosine on unrelated questions), and the out-of-scope check (``min_similarity``)
+would let it through. So a message whose nearest ticket is within ``EXACT_MARGIN`` of that floor is encoded
+exactly and searched again: the decision near the floor is the one the exact vectors make.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from retrieval.encoder import Encoder
+    from retrieval.intent import IntentClassifier
+    from retrieval.knowledge_base import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+MAP_FILE = "retrieval_map.npz"
+EXACT_MARGIN = 0.15  # unrelated questions: mapped nearest-ticket similarity up to ~0.15 above the exact one
+FIT_TICKETS = 8000  # tickets a map is fitted on (384 x 385 weights are well determined by far fewer)
+RIDGE = 0.01
+
+Hits = list[list[tuple]]
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class QueryMap:
+    """``weights`` (intent dim + 1, index dim): [embedding, 1] @ weights ~ the index's vector of the same text."""
+
+    weights: np.ndarray
+    encoder: str  # the retrieval encoder whose space it maps into: another encoder's index cannot use it
+
+    def __call__(self, intent_vectors: np.ndarray) -> np.ndarray:
+        ones = np.ones((len(intent_vectors), 1), dtype=np.float32)
+        return _normalised(np.hstack([np.asarray(intent_vectors, dtype=np.float32), ones]) @ self.weights)
+
+    @classmethod
+    def fit(cls, intent_vectors: np.ndarray, index_vectors: np.ndarray, encoder: str, ridge: float = RIDGE) -> QueryMap:
+        x = np.hstack([intent_vectors, np.ones((len(intent_vectors), 1))]).astype(np.float64)
+        weights = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ index_vectors.astype(np.float64))
+        return cls(weights.astype(np.float32), encoder)
+
+    def save(self, model_dir: Path) -> None:
+        np.savez(Path(model_dir) / MAP_FILE, weights=self.weights, encoder=np.array(self.encoder))
+
+    @classmethod
+    def load(cls, model_dir: Path) -> QueryMap | None:
+        path = Path(model_dir) / MAP_FILE
+        if not path.is_file():
+            return None
+        with np.load(path) as saved:
+            return cls(saved["weights"], str(saved["encoder"]))
+
+
+def fit_query_map(kb: KnowledgeBase, embed: Callable[[list[str]], np.ndarray], model_dir: Path, seed: int = 0) -> dict:
+    """Fit and save the map of the model in ``model_dir`` (``embed``: its embeddings) on the stored tickets.
+
+    A fifth of the sampled tickets is held out to say how close the mapped vectors come (the card shows it)."""
+    questions, vectors = kb.sample_vectors(FIT_TICKETS, seed=seed)
+    if len(questions) < 50:
+        return {"fitted": False, "why": f"only {len(questions)} tickets"}
+    embedded = embed(questions)
+    held = np.arange(len(questions)) % 5 == 0
+    check = QueryMap.fit(embedded[~held], vectors[~held], kb.encoder.name)
+    cosine = float((check(embedded[held]) * _normalised(vectors[held])).sum(1).mean())
+    QueryMap.fit(embedded, vectors, kb.encoder.name).save(model_dir)
+    return {"fitted": True, "tickets": len(questions), "held_out_cosine": round(cosine, 4)}
+
+
+def search_with(kb: KnowledgeBase, query_map: QueryMap | None, texts: list[str], vectors: np.ndarray, k: int, floor: float) -> Hits:
+    """Search with ``vectors``; when they were mapped, messages whose nearest ticket is within ``EXACT_MARGIN``
+    of the out-of-scope ``floor`` are encoded exactly and searched again."""
+    hits = kb.search(vectors, k)
+    if query_map is None:
+        return hits
+    near = [i for i, found in enumerate(hits) if not found or found[0][1] < floor + EXACT_MARGIN]
+    if near:
+        exact = kb.search(kb.encoder.encode([texts[i] for i in near]), k)
+        for i, found in zip(near, exact):
+            hits[i] = found
+    return hits
+
+
+def query_vectors(classifier: IntentClassifier, encoder: Encoder, texts: list[str], intent_vectors: np.ndarray | None = None) -> np.ndarray:
+    """The vectors messages are searched with under this intent model: its own embeddings (a head on the frozen
+    retrieval encoder), its embeddings mapped (a fine-tuned model with a map for this encoder), else the encoder's."""
+    query_map = classifier.query_map(encoder.name)
+    if not classifier.shares_retrieval_encoder and query_map is None:
+        return encoder.encode(texts)
+    embedded = classifier.embed(texts) if intent_vectors is None else intent_vectors
+    return embedded if query_map is None else query_map(embedded)
+
+
+def retrieve(kb: KnowledgeBase, classifier: IntentClassifier, texts: list[str], k: int, floor: float) -> Hits:
+    """The tickets serving retrieves for ``texts`` under ``classifier`` (training and evaluation see the same)."""
+    if not texts:
+        return []
+    return search_with(kb, classifier.query_map(kb.encoder.name), texts, query_vectors(classifier, kb.encoder, texts), k, floor)
