@@ -420,6 +420,14 @@ class Assistant:
             "tickets": self.kb.index.size,
             "thresholds": {"answer": answer, "handoff": handoff},
             "intent_runtime": classifier.runtime,  # onnxruntime or pytorch (CSBOT_ONNX)
-            # the quick model's pass is also the retrieval pass; a fine-tuned one leaves retrieval its own encoder
+            # the quick model's pass is also the retrieval pass; a fine-tuned one maps its own (or, without a map, leaves
+            # retrieval its own encoder, which also runs for a message near the out-of-scope floor)
             "retrieval_runtime": classifier.runtime if classifier.shares_retrieval_encoder else self.kb.encoder.runtime,
+            "retrieval_vectors": self._retrieval_vectors_kind(classifier),
         }
+
+    def _retrieval_vectors_kind(self, classifier: IntentClassifier) -> str:
+        """How messages are searched: "shared" (the quick model's embeddings), "mapped" or "encoded"."""
+        if classifier.shares_retrieval_encoder:
+            return "shared"
+        return "mapped" if classifier.query_map(self.kb.encoder.name) is not None else "encoded"

@@ -46,6 +46,7 @@ def test_serving_uses_the_thresholds_the_model_chose_on_validation(assistant, se
     assert 0 < chosen["handoff"] <= chosen["answer"] < 1
     assert assistant.thresholds(classifier) == (chosen["answer"], chosen["handoff"])
     assert assistant.health()["thresholds"] == {"answer": chosen["answer"], "handoff": chosen["handoff"]}
+    assert assistant.health()["retrieval_vectors"] == "shared"  # the quick model's pass is the retrieval pass
     by_hand = open_assistant(with_thresholds(settings, answer=0.7, handoff=0.1))
     assert by_hand.thresholds(classifier) == (0.7, 0.1)  # a threshold set by hand (CSBOT_*_THRESHOLD) wins
 

@@ -103,6 +103,7 @@ def test_a_fine_tuned_model_starts_from_the_base_encoder_when_asked_and_serves_w
     assistant = open_assistant(settings).warm_up()
     _, classifier = assistant.intent_model()
     assert classifier.query_map(assistant.kb.encoder.name) is not None and not classifier.shares_retrieval_encoder
+    assert assistant.health()["retrieval_vectors"] == "mapped"
     encoded = []
     exact_encode = assistant.kb.encoder.encode
     assistant.kb.encoder.encode = lambda texts, **kw: encoded.extend(texts) or exact_encode(texts, **kw)
