@@ -45,6 +45,7 @@ def measure(home: Path, mode: str, questions: list[str], warm: int) -> tuple[dic
         "p95_ms": round(times[int(0.95 * len(times))], 2),
         "p99_ms": round(times[int(0.99 * len(times))], 2),
         "intent_model_shares_retrieval_encoder": classifier.shares_retrieval_encoder,
+        "retrieval_vectors": assistant.health()["retrieval_vectors"],  # shared, mapped (one pass) or encoded (two)
     }
     return row, intents
 
