@@ -69,11 +69,16 @@ class QueryMap:
 
     @classmethod
     def load(cls, model_dir: Path) -> QueryMap | None:
+        """The saved map, or None (none saved, or unreadable: then the retrieval encoder runs, as without one)."""
         path = Path(model_dir) / MAP_FILE
         if not path.is_file():
             return None
-        with np.load(path) as saved:
-            return cls(saved["weights"], str(saved["encoder"]))
+        try:
+            with np.load(path) as saved:
+                return cls(saved["weights"], str(saved["encoder"]))
+        except Exception as err:  # a damaged file costs speed, never the model version
+            log.warning("cannot read %s (%s: %s); messages are encoded for retrieval instead", path, type(err).__name__, err)
+            return None
 
 
 def fit_query_map(kb: KnowledgeBase, embed: Callable[[list[str]], np.ndarray], model_dir: Path, seed: int = 0) -> dict:
@@ -83,7 +88,11 @@ def fit_query_map(kb: KnowledgeBase, embed: Callable[[list[str]], np.ndarray], m
     questions, vectors = kb.sample_vectors(FIT_TICKETS, seed=seed)
     if len(questions) < 50:
         return {"fitted": False, "why": f"only {len(questions)} tickets"}
-    embedded = embed(questions)
+    try:
+        embedded = embed(questions)
+    except Exception as err:  # the candidate still goes to the gate; without a map it serves with two passes
+        log.exception("cannot fit the retrieval map")
+        return {"fitted": False, "why": f"{type(err).__name__}: {err}"}
     held = np.arange(len(questions)) % 5 == 0
     check = QueryMap.fit(embedded[~held], vectors[~held], kb.encoder.name)
     cosine = float((check(embedded[held]) * _normalised(vectors[held])).sum(1).mean())

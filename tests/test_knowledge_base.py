@@ -167,3 +167,14 @@ class _NoEncoding:
 
     def encode(self, texts, **kwargs):
         raise AssertionError(f"encoded {len(texts)} texts")
+
+
+def test_a_damaged_retrieval_map_is_ignored_and_the_encoder_runs(tmp_path):
+    from retrieval.query_map import MAP_FILE, QueryMap
+
+    (tmp_path / MAP_FILE).write_bytes(b"not a numpy file")
+    assert QueryMap.load(tmp_path) is None
+    fitted = QueryMap.fit(np.eye(4, dtype=np.float32), np.eye(4, dtype=np.float32)[::-1], "enc")
+    fitted.save(tmp_path)
+    again = QueryMap.load(tmp_path)
+    assert again.encoder == "enc" and np.allclose(again(np.eye(4, dtype=np.float32)), np.eye(4)[::-1], atol=0.05)
