@@ -22,6 +22,7 @@ from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from retrieval.encoder import Encoder
 from retrieval.knowledge_base import KnowledgeBase
+from retrieval.query_map import ensure_query_map
 
 if TYPE_CHECKING:
     from bot.assistant import Assistant
@@ -74,12 +75,15 @@ def is_ready(parts: Parts) -> bool:
 
 
 def ensure_ready(settings: Settings, *, on_step: Callable[[str], None] | None = None) -> Parts:
-    """First start: the bundled tickets, the index and the quick model (``training.retrain.ensure_ready``)."""
+    """First start: the bundled tickets, the index and the quick model (``training.retrain.ensure_ready``); later
+    starts: the serving fine-tuned version's retrieval map, if it has none yet."""
     parts = open_parts(settings)
+    steps = {"on_step": on_step} if on_step else {}
     if not is_ready(parts):
         from training.retrain import ensure_ready as prepare
 
-        prepare(settings, kb=parts.kb, registry=parts.registry, **({"on_step": on_step} if on_step else {}))
+        prepare(settings, kb=parts.kb, registry=parts.registry, **steps)
+    ensure_query_map(parts.kb, parts.registry, **steps)  # a fine-tuned version from before query maps: one pass too
     return parts
 
 

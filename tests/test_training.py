@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 
 from core.registry import ModelRegistry
-from csbot.wiring import open_assistant, open_registry, retrain
+from csbot.wiring import ensure_ready, open_assistant, open_registry, retrain
 from retrieval.encoder import base_model_path
 from retrieval.intent import IntentClassifier
 from retrieval.query_map import MAP_FILE
@@ -100,6 +100,10 @@ def test_a_fine_tuned_model_starts_from_the_base_encoder_when_asked_and_serves_w
     assert (registry.path("intent", fresh.version) / MAP_FILE).is_file()
     if not fresh.promoted:
         open_registry(settings).promote("intent", fresh.version, reason="test")
+    # A version from before query maps gets one at the next start (csbot serve / train run ensure_ready).
+    (registry.path("intent", fresh.version) / MAP_FILE).unlink()
+    ensure_ready(settings)
+    assert (registry.path("intent", fresh.version) / MAP_FILE).is_file()
     assistant = open_assistant(settings).warm_up()
     _, classifier = assistant.intent_model()
     assert classifier.query_map(assistant.kb.encoder.name) is not None and not classifier.shares_retrieval_encoder
