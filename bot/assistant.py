@@ -31,7 +31,7 @@ from core.types import CHOSE_PREFIX, Feedback, Reply, Source, Suggestion, VoteRe
 from retrieval.index import set_search_threads
 from retrieval.intent import IntentClassifier, IntentPrediction
 from retrieval.knowledge_base import KnowledgeBase
-from retrieval.query_map import query_vectors, search_with
+from retrieval.query_map import query_vectors, search_with, vectors_kind
 from retrieval.ranker import Candidate, Ranker
 
 _LOADERS = {"intent": lambda path: IntentClassifier(path).warm_up(), "ranker": Ranker.load}
@@ -423,11 +423,5 @@ class Assistant:
             # the quick model's pass is also the retrieval pass; a fine-tuned one maps its own (or, without a map, leaves
             # retrieval its own encoder, which also runs for a message near the out-of-scope floor)
             "retrieval_runtime": classifier.runtime if classifier.shares_retrieval_encoder else self.kb.encoder.runtime,
-            "retrieval_vectors": self._retrieval_vectors_kind(classifier),
+            "retrieval_vectors": vectors_kind(classifier, self.kb.encoder.name),  # shared, mapped or encoded
         }
-
-    def _retrieval_vectors_kind(self, classifier: IntentClassifier) -> str:
-        """How messages are searched: "shared" (the quick model's embeddings), "mapped" or "encoded"."""
-        if classifier.shares_retrieval_encoder:
-            return "shared"
-        return "mapped" if classifier.query_map(self.kb.encoder.name) is not None else "encoded"

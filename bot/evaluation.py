@@ -15,13 +15,20 @@ from retrieval.query_map import retrieve
 from retrieval.ranker import Ranker
 
 
-def retrieval_scores(assistant: Assistant, texts: list[str], intents: list[str], probs: np.ndarray, extra: dict[str, Ranker] | None = None) -> dict:
+def retrieval_scores(
+    assistant: Assistant,
+    texts: list[str],
+    intents: list[str],
+    probs: np.ndarray,
+    extra: dict[str, Ranker] | None = None,
+    intent_vectors: np.ndarray | None = None,
+) -> dict:
     """hit@1 and MRR@10 (a hit: the ranked ticket's intent is the query's) in FAISS order ("without_ranker"), with the
     baseline that serves until a learned ranker beats it, with the serving ranker (learned or that baseline), and
     with any ``extra`` rankers (e.g. one the gate refused, to show what the refusal cost or saved)."""
     labels = assistant.intent_model()[1].labels
     rankers = {"without_ranker": Ranker(), "baseline": Ranker.baseline(), "with_ranker": assistant.ranking_model()[1], **(extra or {})}
-    retrieved = retrieve(assistant.kb, assistant.intent_model()[1], texts, assistant.settings.top_k, assistant.settings.min_similarity)
+    retrieved = retrieve(assistant.kb, assistant.intent_model()[1], texts, assistant.settings.top_k, assistant.settings.min_similarity, intent_vectors)
     hit1: dict[str, list[float]] = {name: [] for name in rankers}
     rr: dict[str, list[float]] = {name: [] for name in rankers}
     for gold, hits, row in zip(intents, retrieved, probs):
@@ -62,7 +69,8 @@ def evaluate_file(
     known = set(labels)
     in_scope = np.array([g in known and g.lower() not in OUT_OF_SCOPE_LABELS for _, g in pairs])
     texts = [p[0] for p in pairs]
-    probs = classifier.probabilities(texts)
+    embedded = classifier.embed(texts)  # one pass: the probabilities, and the retrieval when shared or mapped
+    probs = classifier.probabilities_from_embeddings(embedded)
     confidence = probs.max(1)
     predicted = [labels[i] for i in probs.argmax(1)]
     gold_in = [g for (_, g), k in zip(pairs, in_scope) if k]
@@ -72,13 +80,14 @@ def evaluate_file(
     answer_threshold, handoff_threshold = assistant.thresholds(classifier)
     report["thresholds"] = {"answer": answer_threshold, "handoff": handoff_threshold}
     if not in_scope.all():
-        nearest = np.array([hits[0][1] if hits else 0.0 for hits in retrieve(assistant.kb, classifier, texts, 1, assistant.settings.min_similarity)])
+        nearest = np.array([hits[0][1] if hits else 0.0 for hits in retrieve(assistant.kb, classifier, texts, 1, assistant.settings.min_similarity, embedded)])
         rejected = (confidence < handoff_threshold) | (nearest < assistant.settings.min_similarity)  # serving's rule
         report["out_of_scope"] = out_of_scope_scores(in_scope, confidence, predicted, [g for _, g in pairs], rejected)
         report["out_of_scope"]["min_similarity"] = assistant.settings.min_similarity
         report["out_of_scope"]["handoff_threshold"] = handoff_threshold
     if gold_in:
-        report["retrieval"] = retrieval_scores(assistant, [t for t, k in zip(texts, in_scope) if k], gold_in, probs[in_scope])
+        in_texts = [t for t, k in zip(texts, in_scope) if k]
+        report["retrieval"] = retrieval_scores(assistant, in_texts, gold_in, probs[in_scope], intent_vectors=embedded[in_scope])
         if confusion_png is not None:
             confusion_image(gold_in, pred_in, confusion_png)
             report["confusion_matrix_png"] = str(confusion_png)

@@ -198,6 +198,10 @@ class IntentClassifier:
         """Calibrated probabilities: softmax(logits / temperature)."""
         return self._calibrated(self.logits(texts))
 
+    def probabilities_from_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        """``probabilities`` of already-embedded texts (when the embeddings serve retrieval too)."""
+        return self._calibrated(self.logits_from_embeddings(embeddings))
+
     def _calibrated(self, logits: np.ndarray) -> np.ndarray:
         logits = logits / float(getattr(self.config, "calibration_temperature", 1.0))
         logits -= logits.max(axis=1, keepdims=True)
@@ -208,7 +212,7 @@ class IntentClassifier:
         return self.predict_probabilities(self.probabilities(texts), top)
 
     def predict_from_embeddings(self, embeddings: np.ndarray, top: int = 5) -> list[IntentPrediction]:
-        return self.predict_probabilities(self._calibrated(self.logits_from_embeddings(embeddings)), top)
+        return self.predict_probabilities(self.probabilities_from_embeddings(embeddings), top)
 
     def predict_probabilities(self, probabilities: np.ndarray, top: int = 5) -> list[IntentPrediction]:
         labels = self.labels

@@ -127,21 +127,30 @@ def search_with(kb: KnowledgeBase, query_map: QueryMap | None, texts: list[str],
     return hits
 
 
+def vectors_kind(classifier: IntentClassifier, encoder_name: str) -> str:
+    """How messages are searched under this intent model: "shared" (its own embeddings: a head on the frozen
+    retrieval encoder), "mapped" (a fine-tuned model with a map for this encoder) or "encoded" (the encoder runs)."""
+    if classifier.shares_retrieval_encoder:
+        return "shared"
+    return "mapped" if classifier.query_map(encoder_name) is not None else "encoded"
+
+
 def query_vectors(classifier: IntentClassifier, encoder: Encoder, texts: list[str], intent_vectors: np.ndarray | None = None) -> np.ndarray:
-    """The vectors messages are searched with under this intent model: its own embeddings (a head on the frozen
-    retrieval encoder), its embeddings mapped (a fine-tuned model with a map for this encoder), else the encoder's."""
-    query_map = classifier.query_map(encoder.name)
-    if not classifier.shares_retrieval_encoder and query_map is None:
+    """The vectors messages are searched with under this intent model (``vectors_kind``); ``intent_vectors``: its
+    embeddings of ``texts`` when already computed."""
+    kind = vectors_kind(classifier, encoder.name)
+    if kind == "encoded":
         return encoder.encode(texts)
     embedded = classifier.embed(texts) if intent_vectors is None else intent_vectors
-    return embedded if query_map is None else query_map(embedded)
+    return embedded if kind == "shared" else classifier.query_map(encoder.name)(embedded)
 
 
-def retrieve(kb: KnowledgeBase, classifier: IntentClassifier, texts: list[str], k: int, floor: float) -> Hits:
+def retrieve(kb: KnowledgeBase, classifier: IntentClassifier, texts: list[str], k: int, floor: float, intent_vectors: np.ndarray | None = None) -> Hits:
     """The tickets serving retrieves for ``texts`` under ``classifier`` (training and evaluation see the same)."""
     if not texts:
         return []
-    return search_with(kb, classifier.query_map(kb.encoder.name), texts, query_vectors(classifier, kb.encoder, texts), k, floor)
+    vectors = query_vectors(classifier, kb.encoder, texts, intent_vectors)
+    return search_with(kb, classifier.query_map(kb.encoder.name), texts, vectors, k, floor)
 
 
 def ensure_query_map(kb: KnowledgeBase, registry: ModelRegistry, *, on_step: Callable[[str], None] = log.info) -> dict | None:

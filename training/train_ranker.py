@@ -35,9 +35,12 @@ def build_ranking_set(examples: list[Example], kb: KnowledgeBase, classifier: In
     """Candidates as serving retrieves them under ``classifier`` (``floor``: the out-of-scope similarity)."""
     examples = [e for e in examples if not e.negative]
     texts = [e.text for e in examples]
-    retrieved = retrieve(kb, classifier, texts, k + 1, floor)
+    if not texts:
+        return RankingSet(examples, [], [])
+    embedded = classifier.embed(texts)  # one pass for the probabilities and (shared or mapped) the retrieval
+    retrieved = retrieve(kb, classifier, texts, k + 1, floor, intent_vectors=embedded)
     labels = classifier.labels
-    probs = [dict(zip(labels, row.tolist())) for row in classifier.probabilities(texts)] if texts else []
+    probs = [dict(zip(labels, row.tolist())) for row in classifier.probabilities_from_embeddings(embedded)]
     candidates = [[(t, s) for t, s in hits if t.question.strip() != q.strip()][:k] for q, hits in zip(texts, retrieved)]
     return RankingSet(examples, candidates, probs)
 
