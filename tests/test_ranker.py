@@ -46,7 +46,30 @@ def test_a_learned_ranker_chooses_the_lead_and_keeps_faiss_order_after_it(tmp_pa
     old = {"weights": {"intent_probability": 1.0}, "bias": 0.0, "answer_prior": {}, "intent_first": False}  # saved before lead_only
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "ranker.json").write_text(json.dumps(old))
-    assert not Ranker.load(tmp_path / "old").lead_only
+    assert not Ranker.load(tmp_path / "old").lead_only and not Ranker.load(tmp_path / "old").baseline_second
+
+
+def test_when_the_learned_lead_overrides_the_classifier_the_classifiers_ticket_comes_second(tmp_path):
+    """An override that is wrong then costs half a reciprocal rank, never more, so winning more leads than it
+    loses cannot lower MRR@10 below the baseline's."""
+    a1, c1, b1, b2 = ticket(1, "a", "A"), ticket(2, "c", "C"), ticket(3, "b", "B"), ticket(4, "b", "B2")
+    retrieved = [(a1, 0.9), (c1, 0.85), (b1, 0.8), (b2, 0.7)]
+    probs = {"b": 0.5, "a": 0.3, "c": 0.2}  # the classifier says "b"; the learned score prefers the nearest ticket
+    learned = Ranker(weights={"similarity": 1.0}, lead_only=True, baseline_second=True)
+    assert [c.ticket.id for c in learned.rank(retrieved, probs)] == [1, 3, 2, 4]
+    assert [c.ticket.id for c in Ranker(weights={"similarity": 1.0}, lead_only=True).rank(retrieved, probs)] == [1, 2, 3, 4]
+    assert [c.ticket.id for c in Ranker.baseline().rank(retrieved, probs)] == [3, 1, 2, 4]
+    # Where the learned lead is the baseline's, nothing moves.
+    agrees = Ranker(weights={"intent_probability": 1.0, "similarity": 0.1}, lead_only=True, baseline_second=True)
+    assert [c.ticket.id for c in agrees.rank(retrieved, probs)] == [3, 1, 2, 4]
+    # A learned lead of the classifier's intent that is not its nearest ticket: the nearest one follows.
+    farther = Ranker(weights={"similarity": -1.0}, lead_only=True, baseline_second=True)
+    assert [c.ticket.id for c in farther.rank(retrieved, probs)] == [4, 3, 1, 2]
+    # Against the baseline, per query: the gold "a" (override right) gains 1 - 1/2, the gold "b" (override wrong) loses 1 - 1/2.
+    data = RankingSet([Example("x", "a"), Example("y", "b")], [retrieved, retrieved], [probs, probs])
+    assert ranking_outcomes(learned, data) == ([True, False], 0.75) and ranking_outcomes(Ranker.baseline(), data) == ([False, True], 0.75)
+    learned.save(tmp_path)
+    assert Ranker.load(tmp_path).baseline_second
 
 
 def test_a_tiny_ranker_training_run_follows_the_votes(tmp_path):
@@ -70,7 +93,7 @@ def test_a_tiny_ranker_training_run_follows_the_votes(tmp_path):
     disliked = Ticket(2, bad.question, bad.answer, "card-disliked")
     data = RankingSet(queries, [[(disliked if t is bad else t, s) for t, s in c] for c in cands], probs)
     ranker = fit_ranker(data, answer_prior=priors)
-    assert ranker.weights["answer_prior"] > 0 and ranker.lead_only
+    assert ranker.weights["answer_prior"] > 0 and ranker.lead_only and ranker.baseline_second
     after = ranker.rank([(bad, 0.82), (good, 0.80)], {"card": 0.9})
     assert after[0].ticket.answer == "good answer"
     ranker.save(tmp_path)

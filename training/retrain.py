@@ -389,7 +389,7 @@ def retrain_ranker(
         "parent": serving_version or BASELINE,
         "intent_version": intent_version,
         "objective": "pairwise logistic regression (RankNet, linear scorer) over the candidates of each query",
-        "order": "the best-scored ticket leads, the rest keep FAISS order",
+        "order": "the best-scored ticket leads, then the baseline's lead where that is another ticket, then FAISS order",
         "weights": candidate.weights,
         "bias": candidate.bias,
         "data": {

@@ -65,8 +65,9 @@ def fit_ranker(data: RankingSet, *, answer_prior: dict[str, float] | None = None
     relevance learns "is this ticket of the top intent", which puts every ticket of a wrong top intent
     above the first right one (hit@1 up, MRR@10 down); pairs weigh every position of the list, so the first
     right ticket rises even when the top one is wrong. At most ``max_pairs`` pairs per query (sampled with
-    ``seed``) so long lists do not outweigh short ones. The fitted ranker leads with its best-scored ticket and
-    keeps FAISS order after it (``Ranker.lead_only``, the module docstring of ``retrieval.ranker`` says why).
+    ``seed``) so long lists do not outweigh short ones. The fitted ranker leads with its best-scored ticket, then
+    the baseline's lead where that is another ticket, then FAISS order (``Ranker.lead_only``,
+    ``Ranker.baseline_second``; the module docstring of ``retrieval.ranker`` says why).
     """
     probe = Ranker(answer_prior=answer_prior or {})
     rng = np.random.default_rng(seed)
@@ -87,7 +88,7 @@ def fit_ranker(data: RankingSet, *, answer_prior: dict[str, float] | None = None
     x, y = np.concatenate([d, -d]), np.concatenate([np.ones(len(d), dtype=int), np.zeros(len(d), dtype=int)])
     model = LogisticRegression(C=1.0, fit_intercept=False, max_iter=1000, random_state=seed).fit(x, y)
     weights = {f: float(w) for f, w in zip(FEATURES, model.coef_[0])}
-    return Ranker(weights=weights, answer_prior=answer_prior or {}, lead_only=True)
+    return Ranker(weights=weights, answer_prior=answer_prior or {}, lead_only=True, baseline_second=True)
 
 
 def ranking_outcomes(ranker: Ranker, data: RankingSet) -> tuple[list[bool], float]:
