@@ -29,8 +29,7 @@ for job in "$@"; do
   case "$job" in
     retrieval)
       (set -e; H=/tmp/retrieval-home
-       python3 -c "from pathlib import Path; from core.config import Settings; from training.retrain import ensure_ready; ensure_ready(Settings(home=Path('$H')), on_step=print)"
-       python3 -m csbot --home "$H" train
+       python3 -m csbot --home "$H" train  # a fresh home: the first start (tickets, index, quick model) comes first
        python3 benchmarks/retrieval.py --home "$H" --sizes ""
        cp benchmarks/results/retrieval.json "$runs/retrieval.json") > "$logs/retrieval.log" 2>&1 &
       ;;
