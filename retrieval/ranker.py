@@ -20,7 +20,7 @@ same weights give hit@1 94.2% either way, but MRR@10 0.946 sorted against 0.957 
 When the learned lead is not the ticket the baseline would lead with, that ticket comes second
 (``baseline_second``): the classifier's choice stays the next guess. An override that turns out wrong then
 costs exactly half a reciprocal rank, and one that turns out right gains at least half, so a ranker that wins
-more leads than it loses cannot lower MRR@10 through them. Without it, the candidate of 2026-12-06's fresh
+more leads than it loses cannot lower MRR@10 through them. Without it, the candidate of a fresh
 install won one lead more than the baseline on validation but lost 0.0001 of MRR@10 and was refused; with it
 the same weights give validation hit@1 0.9399 vs 0.9388, MRR@10 0.9508 vs 0.9503, and on the test split
 94.35% / 0.9580 against the baseline's 93.96% / 0.9559.
@@ -78,7 +78,7 @@ class Ranker:
     answer_prior: dict[str, float] = field(default_factory=dict)
     intent_first: bool = False  # the best-scored ticket of the classifier's first intent leads; the rest keep their order
     lead_only: bool = False  # the best-scored ticket leads, the rest keep FAISS order (every learned ranker since 2026-12-06)
-    baseline_second: bool = False  # a lead other than the baseline's is followed by the baseline's (learned rankers since 2026-12-07)
+    baseline_second: bool = False  # a lead other than the baseline's is followed by the baseline's (learned rankers since 2026-12-06)
 
     @classmethod
     def baseline(cls) -> Ranker:
@@ -149,7 +149,7 @@ class Ranker:
             answer_prior=payload.get("answer_prior", {}),
             intent_first=payload.get("intent_first", False),
             lead_only=payload.get("lead_only", False),  # rankers saved before it sorted every ticket by score
-            baseline_second=payload.get("baseline_second", False),  # and before 2026-12-07 kept FAISS order after the lead
+            baseline_second=payload.get("baseline_second", False),  # and before 2026-12-06 kept FAISS order after the lead
         )
 
 
