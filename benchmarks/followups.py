@@ -18,6 +18,7 @@ import argparse
 import os
 import random
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -38,7 +39,8 @@ def private_home(home: Path) -> Path:
     """Database and index copied, models linked: the benchmark's turns never reach the real home."""
     dest = Path(tempfile.mkdtemp(prefix="csbot-followups-")) / "home"
     dest.mkdir(parents=True)
-    shutil.copy2(home / "csbot.db", dest / "csbot.db")
+    with sqlite3.connect(home / "csbot.db") as source, sqlite3.connect(dest / "csbot.db") as copy:
+        source.backup(copy)  # what a live database holds, its write-ahead log included (a file copy would miss that)
     shutil.copytree(home / "index", dest / "index")
     (dest / "models").symlink_to((home / "models").resolve())
     return dest
