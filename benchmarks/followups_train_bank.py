@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import DATA, read_csv, write_result  # noqa: E402
-from benchmarks.followups import private_home, run_half, single_turn_check  # noqa: E402
+from benchmarks.followups import run_half, single_turn_check  # noqa: E402
 from core.config import Settings  # noqa: E402
 from csbot.wiring import open_assistant, open_parts  # noqa: E402
 from retrieval.intent import IntentClassifier, with_context  # noqa: E402
@@ -74,7 +74,7 @@ def run(home: Path, with_bank: bool, seed: int) -> dict:
     fit_query_map(kb, IntentClassifier(staging).embed, staging)
     version = registry.publish("intent", staging, {"training": facts, "note": "benchmarks/followups_train_bank.py"})
     registry.promote("intent", version, reason="benchmark")
-    assistant = open_assistant(Settings(home=private_home(copy))).warm_up()
+    assistant = open_assistant(Settings(home=copy)).warm_up()  # the copy is this run's own: its turns go nowhere else
     result = {
         "follow_up_pairs": len(pairs) if with_bank else 0,
         "evaluation_copies_left_out": left_out,
