@@ -28,6 +28,7 @@ from core.next_questions import NextQuestions
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from core.types import CHOSE_PREFIX, Feedback, Reply, Source, Suggestion, VoteReceipt
+from retrieval.followup_reader import READ_BELOW
 from retrieval.index import set_search_threads
 from retrieval.intent import IntentClassifier, IntentPrediction
 from retrieval.knowledge_base import KnowledgeBase
@@ -203,11 +204,12 @@ class Assistant:
             reply = replace(base, text=text_for_customer, state=state, agent=agent)
         else:
             thresholds = self.thresholds(classifier)
-            prediction, retrieved = self._understand((classifier, text))
+            prediction, retrieved, vector = self._understand((classifier, text))
             # The cheap test first: most messages stand alone and never cost the session read.
-            context = self._context(session_id) if looks_like_followup(text, prediction, thresholds[0]) else None
+            below = READ_BELOW if classifier.reads_followups else thresholds[0]  # a reader keeps complete questions whole
+            context = self._context(session_id) if looks_like_followup(text, prediction, below) else None
             if context is not None and context.carries(text):
-                prediction, retrieved = self._with_context(classifier, context, text, prediction, retrieved)
+                prediction, retrieved = self._with_context(classifier, context, text, prediction, vector, retrieved)
                 base = replace(base, context_turn_id=context.turn_id)
             ranked = ranker.rank(retrieved, dict(zip(prediction.labels, prediction.probabilities)))
             if base.context_turn_id:  # answer with a ticket of the intent the two readings agree on, when one was retrieved
@@ -240,11 +242,16 @@ class Assistant:
     def _context(self, session_id: str) -> Context | None:
         return context_from_turns(self.store.recent_turns(session_id, limit=CONTEXT_TURNS, since=window_start()))
 
-    def _with_context(self, classifier: IntentClassifier, context: Context, text: str, alone: IntentPrediction, retrieved: list) -> tuple:
-        """Read the message with its context; retrieve with both readings (the context names the topic)."""
-        together, retrieved_together = self._understand((classifier, context.text_with(text)))
+    def _with_context(
+        self, classifier: IntentClassifier, context: Context, text: str, alone: IntentPrediction, alone_vector: np.ndarray, retrieved: list
+    ) -> tuple:
+        """Read the message with its context (the model's follow-up reader when it has one, else the two readings'
+        mixture); retrieve with both readings (the context names the topic)."""
+        together, retrieved_together, together_vector = self._understand((classifier, context.text_with(text)))
         seen = {t.id for t, _ in retrieved_together}
         merged = sorted(retrieved_together + [(t, s) for t, s in retrieved if t.id not in seen], key=lambda ts: -ts[1])
+        if classifier.reads_followups:
+            return classifier.read_followups(alone_vector[None, :], together_vector[None, :])[0], merged
         return combine(alone, together), merged
 
     def next_questions_for(self, intent: str) -> list[Suggestion]:
@@ -268,10 +275,13 @@ class Assistant:
         intent_vectors, retrieval_vectors = self._vectors(classifier, texts)
         return self._look_up(classifier, texts, intent_vectors, retrieval_vectors)
 
-    def _understand(self, item: tuple[IntentClassifier, str]) -> tuple[IntentPrediction, list]:
-        """``understand`` for one message through the two batching stages (encoder, then head and search)."""
+    def _understand(self, item: tuple[IntentClassifier, str]) -> tuple[IntentPrediction, list, np.ndarray]:
+        """One message through the two batching stages (encoder, then head and search): its prediction, the
+        retrieved tickets and its intent embedding (a follow-up's reader reads it again)."""
         classifier, text = item
-        return self._lookup((classifier, text, *self._encode(item)))
+        intent_vector, retrieval_vector = self._encode(item)
+        prediction, retrieved = self._lookup((classifier, text, intent_vector, retrieval_vector))
+        return prediction, retrieved, intent_vector
 
     def _vectors(self, classifier: IntentClassifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(intent embeddings, retrieval vectors): one encoder pass when the intent model is a head on the frozen
@@ -400,10 +410,10 @@ class Assistant:
         if self.desk.state(turn["session_id"])[0] != "bot":
             return []
         classifier = self.intent_model()[1]
-        prediction, _ = self._understand((classifier, turn["message"]))
+        prediction, _, vector = self._understand((classifier, turn["message"]))
         earlier = self.store.context_messages(turn_id) if turn.get("context_turn_id") else []
         if earlier:  # the reading respond made: the same two passes, combined the same way
-            prediction, _ = self._with_context(classifier, Context(earlier, turn["context_turn_id"]), turn["message"], prediction, [])
+            prediction, _ = self._with_context(classifier, Context(earlier, turn["context_turn_id"]), turn["message"], prediction, vector, [])
         others = [(label, p) for label, p in zip(prediction.labels, prediction.probabilities) if label != turn["intent"] and p >= ALTERNATIVE_FLOOR]
         return [Suggestion(label, intent_title(label), round(p, 4)) for label, p in others[:MAX_ALTERNATIVES]]
 

@@ -57,10 +57,11 @@ def context_from_turns(turns: list[dict]) -> Context | None:
     return Context([t["message"] for t in reversed(lean_on)], lean_on[0]["id"])
 
 
-def looks_like_followup(message: str, alone: IntentPrediction, answer_threshold: float) -> bool:
-    """Short or pointing back, and too unsure alone to answer: worth reading the context for."""
+def looks_like_followup(message: str, alone: IntentPrediction, below: float) -> bool:
+    """Short or pointing back, and less than ``below`` sure alone (the answer threshold; with a follow-up reader,
+    ``retrieval.followup_reader.READ_BELOW``): worth reading the context for."""
     cue = len(message.split()) <= SHORT_WORDS or bool(POINTS_BACK.search(message))
-    return cue and alone.confidence < answer_threshold
+    return cue and alone.confidence < below
 
 
 def combine(alone: IntentPrediction, with_context: IntentPrediction, weight_alone: float = 0.5, floor: float = 1e-4) -> IntentPrediction:

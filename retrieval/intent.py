@@ -22,6 +22,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 
 from retrieval.encoder import CPU_SUB_BATCH, embed_shortest_first, fast_inference, mean_pool
+from retrieval.followup_reader import FollowupReader, geometric_mix
 from retrieval.onnx_encoder import OnnxEncoder, onnx_wanted
 from retrieval.query_map import QueryMap
 
@@ -112,6 +113,7 @@ class IntentClassifier:
         self._tokenizer = None
         self._onnx: OnnxEncoder | None = None  # the same encoder in ONNX Runtime, when CSBOT_ONNX asks for it
         self._query_map: QueryMap | None = None
+        self._reader: FollowupReader | None = None
         self._lock = threading.Lock()
 
     def warm_up(self) -> IntentClassifier:
@@ -126,6 +128,7 @@ class IntentClassifier:
                     except Exception as err:  # no onnxruntime, a read-only folder, an export error: PyTorch serves
                         log.warning("ONNX Runtime not used for %s (%s: %s); serving with PyTorch", self.model_dir, type(err).__name__, err)
                 self._query_map = QueryMap.load(self.model_dir)
+                self._reader = FollowupReader.load(self.model_dir)
                 self._model = model
         return self
 
@@ -193,6 +196,20 @@ class IntentClassifier:
         self.warm_up()
         found = self._query_map
         return found if found is not None and found.encoder == encoder_name and not self.shares_retrieval_encoder else None
+
+    @property
+    def reads_followups(self) -> bool:
+        """True when the model has a follow-up reader (``retrieval.followup_reader``) fitted on its embeddings."""
+        self.warm_up()
+        return self._reader is not None
+
+    def read_followups(self, alone: np.ndarray, together: np.ndarray, top: int = 5) -> list[IntentPrediction]:
+        """Follow-ups from their embeddings alone and read with their context: the reader's reading mixed with the
+        message's own (geometric mean), so the intent must fit what is asked as well as the pair."""
+        self.warm_up()
+        if self._reader is None:
+            raise ValueError(f"{self.model_dir} has no follow-up reader")
+        return self.predict_probabilities(geometric_mix(self._reader.probabilities(alone, together), self.probabilities_from_embeddings(alone)), top)
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Calibrated probabilities: softmax(logits / temperature)."""

@@ -350,5 +350,5 @@ def test_a_person_answers_in_the_widget_live_and_the_bot_learns_it(browser, read
     assert ("the one at <i>the airport</i>", "") in turns  # stored, and the bot's text is empty: it said nothing
     label = db.execute("select t.message, f.corrected_intent, f.source from feedback f join turns t on t.id = f.turn_id").fetchall()
     assert label == [("an ATM in Lisbon kept my card", "card_swallowed", "agent")]
-    result = retrain(Settings(home=home), IntentTrainConfig(quick=True), from_feedback=True)
+    result = retrain(Settings(home=home), IntentTrainConfig(quick=True, followup_pairs=0), from_feedback=True)
     assert ModelRegistry(home / "models").card("intent", result.version)["data"]["labels_by_source"] == {"agent": 1}

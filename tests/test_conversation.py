@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
+from bot.assistant import ALTERNATIVE_FLOOR
 from bot.conversation import CONTEXT_WINDOW_S, Context, combine, looks_like_followup
 from core.errors import InputError, UnknownTurn
 from core.next_questions import MIN_COUNT, NextQuestions
 from core.types import CHOSE_PREFIX, Feedback, Reply
-from csbot.wiring import open_assistant
+from csbot.wiring import open_assistant, retrain
+from retrieval.followup_reader import READ_BELOW, READER_FILE, FollowupReader
 from retrieval.intent import IntentPrediction, with_context
-from tests.conftest import with_thresholds
+from tests.conftest import DATA, with_thresholds
+from training.context_pairs import bundled_followups
+from training.data import Example
 from training.feedback import build_feedback_dataset
-from training.retrain import audit_votes, refresh_next_questions
+from training.retrain import audit_votes, followup_reader_pairs, refresh_next_questions
+from training.train_intent import IntentTrainConfig
 
 
 def test_a_followup_is_read_with_the_turn_before_it(assistant):
@@ -139,17 +146,22 @@ def test_a_down_vote_offers_alternatives_and_picking_one_labels_the_message(assi
 
 def test_alternatives_to_a_followup_come_from_its_reading_with_context(assistant):
     """A down-voted follow-up is re-read as respond read it: with the turn before it, not as bare words."""
-    first = assistant.respond("I lost my card, what do I do?", "ctx")
-    follow = assistant.respond("is there a fee for a new one?", "ctx")
-    assert follow.context_turn_id == first.turn_id and follow.action == "clarify"
-    answered = replace(follow, turn_id="ctx-answered", action="answer", intent=follow.suggestions[0].intent, suggestions=[])
-    assistant.store.append_turn(answered, "is there a fee for a new one?")
-    offered = [s.intent for s in assistant.alternatives("ctx-answered")]
-    # the reading with context ranked these right after the intent now answered (as its clarification showed)
-    assert offered[:2] == [s.intent for s in follow.suggestions[1:3]]
-    alone = replace(answered, turn_id="alone-answered", session_id="ctx-alone", context_turn_id="")
-    assistant.store.append_turn(alone, "is there a fee for a new one?")
-    assert [s.intent for s in assistant.alternatives("alone-answered")] != offered  # the bare words read otherwise
+    question, followup = "I lost my card, what do I do?", "is there a fee for a new one?"
+    first = assistant.respond(question, "ctx")
+    follow = assistant.respond(followup, "ctx")
+    assert follow.context_turn_id == first.turn_id and follow.action == "answer"
+    classifier = assistant.intent_model()[1]
+    alone_vector, together_vector = classifier.embed([followup, with_context([question], followup)])
+    reading = classifier.read_followups(alone_vector[None, :], together_vector[None, :])[0]
+    assert reading.intent == follow.intent  # the reader's reading is what was answered
+    offered = {s.intent: s.probability for s in assistant.alternatives(follow.turn_id)}
+    expected = {label: p for label, p in zip(reading.labels, reading.probabilities) if label != follow.intent and p >= ALTERNATIVE_FLOOR}
+    assert offered and list(offered)[:2] == list(expected)[:2]  # what the reading with context ranked after the answered intent
+    assert all(abs(offered[label] - expected[label]) < 0.01 for label in list(offered)[:2])
+    alone = replace(follow, turn_id="alone-answered", session_id="ctx-alone", context_turn_id="")
+    assistant.store.append_turn(alone, followup)
+    bare = {s.intent: s.probability for s in assistant.alternatives("alone-answered")}
+    assert bare != offered  # the bare words read otherwise
 
 
 def test_another_sessions_turn_offers_no_alternatives(assistant):
@@ -224,3 +236,61 @@ def test_fine_tuning_reads_the_followups_the_way_serving_does():
     assert any(e.text == with_context(["Why was my transfer declined?"], "how long does it take?") for e in made)
     assert context_examples(tickets, IntentTrainConfig(quick=True, context_pairs=True)) == []  # a frozen encoder cannot learn them
     assert context_examples(tickets, IntentTrainConfig()) == []  # off by default (README: what it costs)
+
+
+def test_the_followup_reader_is_trained_on_no_evaluation_followup_and_on_the_deployments_labels():
+    """The bundled training follow-ups share no message with the evaluation conversations; the reader also learns
+    the deployment's labelled follow-ups as they were read, and nothing from a down-vote."""
+    with (DATA / "conversations.csv").open(newline="") as f:
+        evaluation = {r["message"].strip().lower() for r in csv.DictReader(f)}
+    bundled = bundled_followups()
+    assert len(bundled) >= 200 and not {m.strip().lower() for _, m, _ in bundled} & evaluation
+    questions = [("I lost my card", "lost_or_stolen_card"), ("my card was stolen yesterday", "lost_or_stolen_card"), ("how do I top up?", "top_up_limits")]
+    labelled = Example(with_context(["I lost my card"], "how long will a new one take?"), "card_delivery_estimate")
+    down = Example(with_context(["I lost my card"], "is it free?"), "order_physical_card", negative=True)
+    pairs = followup_reader_pairs([Example(q, i) for q, i in questions], [labelled, down, Example("a plain question", "top_up_limits")], IntentTrainConfig())
+    assert (["I lost my card"], "how long will a new one take?", "card_delivery_estimate") in pairs
+    assert not any(m == "is it free?" or m == "a plain question" for _, m, _ in pairs)
+    after_lost_card = [(e, m) for e, m, i in pairs if (i, m) in {(i2, m2) for e2, m2, i2 in bundled if e2 == "lost_or_stolen_card"} and e != ["I lost my card"]]
+    assert after_lost_card and all(e[0] in ("I lost my card", "my card was stolen yesterday") for e, _ in after_lost_card)
+    assert followup_reader_pairs([Example(q, i) for q, i in questions], [labelled], IntentTrainConfig(followup_pairs=0)) == []
+
+
+def test_a_reader_is_deterministic_and_a_damaged_one_is_ignored(tmp_path):
+    rng = np.random.default_rng(0)
+    alone, together = rng.normal(size=(60, 8)).astype(np.float32), rng.normal(size=(60, 8)).astype(np.float32)
+    targets = (alone[:, 0] + together[:, 1] > 0).astype(int)  # the intent needs both readings
+    first, again = FollowupReader.fit(alone, together, targets, 2, seed=3), FollowupReader.fit(alone, together, targets, 2, seed=3)
+    assert np.array_equal(first.weights, again.weights)
+    assert (first.probabilities(alone, together).argmax(1) == targets).mean() > 0.9
+    first.save(tmp_path)
+    assert np.allclose(FollowupReader.load(tmp_path).probabilities(alone, together), first.probabilities(alone, together))
+    (tmp_path / READER_FILE).write_bytes(b"not a reader")
+    assert FollowupReader.load(tmp_path) is None
+
+
+def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
+    """A first start fits the reader with the quick model; with it a follow-up too unsure alone to be read with
+    the plain mixture's bar (0.9 instead of the answer threshold) is read with its context, and a retrain
+    asked for no pairs fits none."""
+    assistant = open_assistant(settings)
+    classifier = assistant.intent_model()[1]
+    version = assistant.model_version
+    assert classifier.reads_followups and assistant.registry.card("intent", version)["followup_reader"]["fitted"]
+    answer = assistant.thresholds(classifier)[0]
+    first = "I lost my card, what do I do?"
+    candidates = ["how long will the new one take?", "and what does it cost?", "is there a fee for a new one?", "how long does that take?",
+                  "can i do it in the app?", "it still hasn't arrived", "what about abroad?", "and how do I get a new one?"]  # fmt: skip
+    # a follow-up sure enough alone to be answered alone under the plain mixture's rule, not under the reader's
+    followup = next(m for m, p in zip(candidates, classifier.predict(candidates)) if answer <= p.confidence < READ_BELOW)
+    assistant.respond(first, "s1")
+    read = assistant.respond(followup, "s1")
+    alone_vector, together_vector = classifier.embed([followup, with_context([first], followup)])
+    assert read.context_turn_id and read.intent == classifier.read_followups(alone_vector[None, :], together_vector[None, :])[0].intent
+    (assistant.registry.path("intent", version) / READER_FILE).unlink()  # the same model without its reader
+    plain = open_assistant(settings)
+    plain.respond(first, "s2")
+    assert plain.respond(followup, "s2").context_turn_id == ""
+    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30, followup_pairs=0))
+    assert result.promoted is not None and not (assistant.registry.path("intent", result.version) / READER_FILE).exists()
+    assert assistant.registry.card("intent", result.version)["followup_reader"] == {"fitted": False, "why": "no follow-up pairs (followup_pairs=0)"}

@@ -19,7 +19,7 @@ from core.registry import ModelRegistry
 ROOT = Path(__file__).resolve().parent.parent
 # Two steps: enough to run the gradient all-reduce and the early-stopping check on both processes. Longer tiny runs
 # drift apart by dropout noise alone (6 steps: 3 of 104 validation tickets between a 1- and a 2-process run).
-TRAIN = ["train", "--epochs", "1", "--max-steps", "2", "--batch-size", "16"]
+TRAIN = ["train", "--epochs", "1", "--max-steps", "2", "--batch-size", "16", "--followup-pairs", "0"]
 
 
 def run(cmd: list[str], home: Path) -> subprocess.CompletedProcess:

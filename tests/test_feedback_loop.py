@@ -117,7 +117,7 @@ def test_gate_refuses_a_retrain_on_poisoned_votes(settings):
     poison = [(q, i, rng.choice([x for x in intents if x != i])) for q, i in questions for _ in range(2)]
     add_votes(store, poison)
     feedback_before = store.count("feedback")
-    result = retrain(settings, IntentTrainConfig(quick=True), from_feedback=True)
+    result = retrain(settings, IntentTrainConfig(quick=True, followup_pairs=0), from_feedback=True)
     assert not result.promoted and result.rule == "significance" and "worse than serving" in result.reason
     assert registry.current_version("intent") == "v0001"
     assert store.count("feedback") == feedback_before
@@ -129,7 +129,7 @@ def test_gate_refuses_a_retrain_on_poisoned_votes(settings):
 def test_gate_accepts_genuine_corrections(settings):
     store = FeedbackStore(settings.db_path)
     add_votes(store, [("somebody nicked my card on the bus", "card_arrival", "lost_or_stolen_card")] * 3)
-    result = retrain(settings, IntentTrainConfig(quick=True), from_feedback=True)
+    result = retrain(settings, IntentTrainConfig(quick=True, followup_pairs=0), from_feedback=True)
     assert result.promoted, result.reason
     card = ModelRegistry(settings.models_dir).card("intent", result.version)
     assert card["metrics"]["seed_accuracy"] >= card["metrics"]["serving_seed_accuracy"] - 0.01
@@ -146,7 +146,7 @@ def test_a_crash_in_training_leaves_serving_and_database_untouched(settings, mon
 
     monkeypatch.setattr(retrain_module, "train_intent_model", crash)
     with pytest.raises(RuntimeError):
-        retrain(settings, IntentTrainConfig(quick=True), from_feedback=True)
+        retrain(settings, IntentTrainConfig(quick=True, followup_pairs=0), from_feedback=True)
     registry = ModelRegistry(settings.models_dir)
     assert registry.current_version("intent") == "v0001"
     assert [c["version"] for c in registry.versions("intent")] == ["v0001"]
@@ -157,7 +157,7 @@ def test_a_crash_in_training_leaves_serving_and_database_untouched(settings, mon
 
 def test_hot_reload_under_concurrent_requests(assistant, settings):
     registry = assistant.registry
-    new_version = retrain(settings, IntentTrainConfig(quick=True, head_steps=50)).version
+    new_version = retrain(settings, IntentTrainConfig(quick=True, head_steps=50, followup_pairs=0)).version
     registry.promote("intent", "v0001")
     errors, seen = [], []
     stop = threading.Event()

@@ -119,7 +119,7 @@ def test_the_live_slice_is_never_trained_on(settings, monkeypatch):
         return real(train, val, **kwargs)
 
     monkeypatch.setattr(retrain_module, "train_intent_model", recording)
-    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30), from_feedback=True)
+    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30, followup_pairs=0), from_feedback=True)
     assert not slice_messages & set(seen)
     assert {f"{q} (customer {i})" for i, (q, _) in enumerate(tickets[20:], start=20)} <= set(seen)
     card = ModelRegistry(settings.models_dir).card("intent", result.version)
@@ -134,7 +134,7 @@ def test_a_learned_ranker_worse_than_faiss_order_is_not_promoted(settings, monke
     registry = ModelRegistry(settings.models_dir)
     before = registry.current_version("ranker")
     monkeypatch.setattr(retrain_module, "fit_ranker", lambda data, **kw: Ranker(weights={"similarity": -1.0}))  # reversed FAISS order
-    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30))
+    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30, followup_pairs=0))
     assert not result.ranker["promoted"]
     assert registry.current_version("ranker") == before
     card = registry.card("ranker", result.ranker["version"])
@@ -151,13 +151,13 @@ def test_a_serving_ranker_that_fell_below_the_baseline_gives_way_to_it(settings,
     stale.save(staging)
     registry.promote("ranker", stale_version := registry.publish("ranker", staging, {"gate": {"decision": "promoted"}}))
     monkeypatch.setattr(retrain_module, "fit_ranker", lambda data, **kw: Ranker(weights={"similarity": -1.0}))  # refused too
-    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30))
+    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30, followup_pairs=0))
     assert not result.ranker["promoted"] and result.ranker["fallback"] == registry.current_version("ranker") != stale_version
     serving = Ranker.load(registry.path("ranker", registry.current_version("ranker")))
     assert serving.intent_first and serving.weights == Ranker.baseline().weights
     card = registry.card("ranker", registry.current_version("ranker"))
     assert f"the serving ranker {stale_version}" in card["gate"]["reason"] and "below" in card["gate"]["reason"]
-    again = retrain(settings, IntentTrainConfig(quick=True, head_steps=30))  # the baseline serving is not replaced by itself
+    again = retrain(settings, IntentTrainConfig(quick=True, head_steps=30, followup_pairs=0))  # the baseline serving is not replaced by itself
     assert again.ranker["fallback"] is None
 
 
@@ -200,7 +200,7 @@ def test_a_retrain_on_poisoned_votes_is_refused_and_the_card_says_why(settings):
     for i, (question, intent) in enumerate(tickets):
         store.append_turn(Reply(f"p{i}", f"poisoner-{i // 3}", "answer", "an answer", intent, 0.97), question)
         store.append_feedback(Feedback(f"p{i}", -1 if i % 5 else 1))  # 80% down on answers the tickets confirm
-    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30), from_feedback=True)
+    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30, followup_pairs=0), from_feedback=True)
     assert not result.promoted and result.rule == "suspect feedback"
     assert registry.current_version("intent") == before
     card = registry.card("intent", result.version)

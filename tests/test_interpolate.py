@@ -57,7 +57,7 @@ def test_a_mix_is_the_weighted_average_of_the_two_models_and_serves(tmp_path):
 def test_a_retrain_from_serving_keeps_the_mix_with_most_held_out_passes(settings):
     registry = ModelRegistry(settings.models_dir)
     serving = registry.current_version("intent")
-    result = retrain(settings, IntentTrainConfig(epochs=1, max_steps=2, batch_size=8, linear_probe_first=False))
+    result = retrain(settings, IntentTrainConfig(epochs=1, max_steps=2, batch_size=8, linear_probe_first=False, followup_pairs=0))
     card = registry.card("intent", result.version)
     mixing = card["interpolation"]
     assert mixing["parent"] == str(registry.path("intent", serving))
@@ -72,5 +72,5 @@ def test_a_retrain_from_serving_keeps_the_mix_with_most_held_out_passes(settings
     assert (folder / "model.safetensors").exists() and (folder / ONNX_FILE).exists()
     assert not list(folder.parent.glob(".staging-*"))  # the mixes not kept are gone
 
-    plain = retrain(settings, IntentTrainConfig(epochs=1, max_steps=2, batch_size=8, linear_probe_first=False, interpolate=False))
+    plain = retrain(settings, IntentTrainConfig(epochs=1, max_steps=2, batch_size=8, linear_probe_first=False, interpolate=False, followup_pairs=0))
     assert registry.card("intent", plain.version)["interpolation"] is None

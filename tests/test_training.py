@@ -79,10 +79,10 @@ def test_retrain_promotes_only_when_not_worse(settings):
     registry = ModelRegistry(settings.models_dir)
     before = registry.current_version("intent")
     # A quick retrain of the same data is at least as good: promoted.
-    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=300))
+    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=300, followup_pairs=0))
     assert result.promoted and registry.current_version("intent") == result.version != before
     # A head trained for a single step on a bad learning rate is worse: refused, serving untouched.
-    bad = retrain(settings, IntentTrainConfig(quick=True, head_steps=1, head_lr=5.0, scale=1.0))
+    bad = retrain(settings, IntentTrainConfig(quick=True, head_steps=1, head_lr=5.0, scale=1.0, followup_pairs=0))
     assert not bad.promoted
     assert registry.current_version("intent") == result.version
     card = registry.card("intent", bad.version)
@@ -92,7 +92,7 @@ def test_retrain_promotes_only_when_not_worse(settings):
 
 def test_a_fine_tuned_model_starts_from_the_base_encoder_when_asked_and_serves_with_one_encoder_pass(settings):
     registry = ModelRegistry(settings.models_dir)
-    fresh = retrain(settings, IntentTrainConfig(epochs=1, max_steps=1, linear_probe_first=False, from_base=True))
+    fresh = retrain(settings, IntentTrainConfig(epochs=1, max_steps=1, linear_probe_first=False, from_base=True, followup_pairs=0))
     card = registry.card("intent", fresh.version)
     assert Path(card["init"]).resolve() == base_model_path().resolve()
     # Its embeddings are mapped into the ticket index's space (retrieval.query_map), fitted on the stored tickets.

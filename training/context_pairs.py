@@ -13,11 +13,20 @@ generic words ("still nothing", "any news?"), labelled with the earlier message'
 
 from __future__ import annotations
 
+import csv
+import logging
 import random
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from core.topics import KEEP_ASKED, PHRASES, topics_named
+from retrieval.followup_reader import FollowupReader
+from retrieval.intent import IntentClassifier, with_context
+
+log = logging.getLogger(__name__)
 
 # Generic continuations: the customer insists on the matter of the earlier message. Written for training.
 INSISTS = (
@@ -79,3 +88,60 @@ def make_pairs(questions: list[tuple[str, str]], seed: int = 0, standalone_share
         pairs.append(ContextPair(context, rng.choice(INSISTS), intent, "insist"))
     rng.shuffle(pairs)
     return pairs
+
+
+BUNDLED_FOLLOWUPS = Path(__file__).resolve().parent.parent / "data" / "followups_train.csv"
+CONTEXTS_PER_FOLLOWUP = 3  # a bundled follow-up is read after this many ticket questions of the intent it follows
+READER_STANDALONE_SHARE = 0.3
+
+
+def bundled_followups(path: Path = BUNDLED_FOLLOWUPS) -> list[tuple[str, str, str]]:
+    """``(earlier intent, follow-up, its intent)`` rows written for training (``data/followups_train.csv``)."""
+    with path.open(newline="") as f:
+        return [(row["earlier_intent"], row["message"], row["intent"]) for row in csv.DictReader(f)]
+
+
+def reader_pairs(
+    questions: list[tuple[str, str]], labelled: list[tuple[list[str], str, str]] = (), limit: int = 4000, seed: int = 0
+) -> list[tuple[list[str], str, str]]:
+    """What the follow-up reader (``retrieval.followup_reader``) learns from, as ``(earlier messages, message,
+    intent)``: the bundled follow-ups after ticket questions of the intent they follow, up to ``limit`` pairs
+    made from the ticket ``questions`` (``(question, intent)``: elliptical and standalone, ``make_pairs``), and
+    the deployment's ``labelled`` follow-ups as they were read. ``limit`` 0: none (no reader is fitted)."""
+    if limit <= 0:
+        return []
+    rng = random.Random(seed)
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for question, intent in questions:
+        by_intent[intent].append(question)
+    pairs = [
+        ([earlier], message, intent)
+        for earlier_intent, message, intent in bundled_followups()
+        if intent in by_intent and by_intent[earlier_intent]
+        for earlier in rng.sample(by_intent[earlier_intent], min(CONTEXTS_PER_FOLLOWUP, len(by_intent[earlier_intent])))
+    ]
+    made = make_pairs(questions, seed=seed, standalone_share=READER_STANDALONE_SHARE, insist_share=0.0)
+    rng.shuffle(made)
+    pairs += [([p.context], p.message, p.intent) for p in made[:limit]]
+    return pairs + [(list(earlier), message, intent) for earlier, message, intent in labelled]
+
+
+def fit_followup_reader(model_dir: Path, pairs: list[tuple[list[str], str, str]], seed: int = 0) -> dict:
+    """Fit and save the follow-up reader of the model in ``model_dir`` on ``pairs`` (``reader_pairs``); the card's
+    account. A failure leaves the model without one: its follow-ups are then read by the plain mixture."""
+    if not pairs:
+        return {"fitted": False, "why": "no follow-up pairs (followup_pairs=0)"}
+    try:
+        classifier = IntentClassifier(model_dir)
+        index = {label: i for i, label in enumerate(classifier.labels)}
+        usable = [(earlier, message, intent) for earlier, message, intent in pairs if intent in index]
+        alone = classifier.embed([message for _, message, _ in usable])
+        together = classifier.embed([with_context(earlier, message) for earlier, message, _ in usable])
+        targets = np.array([index[intent] for *_, intent in usable])
+        reader = FollowupReader.fit(alone, together, targets, len(index), seed=seed)
+        reader.save(model_dir)
+    except Exception as err:
+        log.exception("cannot fit the follow-up reader")
+        return {"fitted": False, "why": f"{type(err).__name__}: {err}"}
+    fitted = float((reader.probabilities(alone, together).argmax(1) == targets).mean())
+    return {"fitted": True, "pairs": len(usable), "training_accuracy": round(fitted, 4)}

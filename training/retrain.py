@@ -25,13 +25,13 @@ from core.next_questions import NextQuestions
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from retrieval.encoder import base_model_path
-from retrieval.intent import IntentClassifier, with_context
+from retrieval.intent import CONTEXT_SEPARATOR, IntentClassifier, with_context
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.metrics import classification_metrics
 from retrieval.onnx_encoder import ONNX_FILE
 from retrieval.query_map import fit_query_map
 from retrieval.ranker import BASELINE, Ranker
-from training.context_pairs import make_pairs
+from training.context_pairs import fit_followup_reader, make_pairs, reader_pairs
 from training.data import Example, split_tickets
 from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
 from training.gate import (
@@ -119,6 +119,15 @@ def context_examples(tickets: list[Example], cfg: IntentTrainConfig) -> list[Exa
         return []
     pairs = make_pairs([(e.text, e.label) for e in tickets], seed=cfg.seed, standalone_share=0.5)
     return [Example(with_context([p.context], p.message), p.intent) for p in pairs]
+
+
+def followup_reader_pairs(tickets: list[Example], extra: list[Example], cfg: IntentTrainConfig) -> list[tuple[list[str], str, str]]:
+    """What the candidate's follow-up reader learns from: the bundled follow-ups, pairs made from the training
+    tickets, and the feedback's labelled follow-ups as they were read (``earlier [SEP] new``; not down-votes)."""
+    labelled = [
+        (parts[:-1], parts[-1], e.label) for e in extra if not e.negative and CONTEXT_SEPARATOR in e.text for parts in [e.text.split(CONTEXT_SEPARATOR)]
+    ]
+    return reader_pairs([(e.text, e.label) for e in tickets], labelled, limit=cfg.followup_pairs, seed=cfg.seed)
 
 
 def retrain(
@@ -268,6 +277,8 @@ def retrain(
     if not cfg.quick:  # one encoder pass when it serves (retrieval.query_map); fitted for a refused one too, which may be promoted by hand
         on_step("fitting the map of the candidate's embeddings into the ticket index")
         card["retrieval_map"] = fit_query_map(kb, IntentClassifier(staging).embed, staging, seed=cfg.seed)
+    on_step("fitting the follow-up reader on the candidate's embeddings")
+    card["followup_reader"] = fit_followup_reader(staging, followup_reader_pairs(tickets, extra, cfg), seed=cfg.seed)
     version = registry.publish(KIND, staging, card)
     if decision.promoted:
         registry.promote(KIND, version, reason=decision.reason)
