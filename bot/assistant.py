@@ -28,7 +28,6 @@ from core.next_questions import NextQuestions
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from core.types import CHOSE_PREFIX, Feedback, Reply, Source, Suggestion, VoteReceipt
-from retrieval.followup_reader import READ_BELOW
 from retrieval.index import set_search_threads
 from retrieval.intent import IntentClassifier, IntentPrediction
 from retrieval.knowledge_base import KnowledgeBase
@@ -206,7 +205,7 @@ class Assistant:
             thresholds = self.thresholds(classifier)
             prediction, retrieved, vector = self._understand((classifier, text))
             # The cheap test first: most messages stand alone and never cost the session read.
-            below = READ_BELOW if classifier.reads_followups else thresholds[0]  # a reader keeps complete questions whole
+            below = classifier.read_below or thresholds[0]  # a reader keeps complete questions whole up to its own bar
             context = self._context(session_id) if looks_like_followup(text, prediction, below) else None
             if context is not None and context.carries(text):
                 prediction, retrieved = self._with_context(classifier, context, text, prediction, vector, retrieved)

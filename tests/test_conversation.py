@@ -15,7 +15,7 @@ from core.errors import InputError, UnknownTurn
 from core.next_questions import MIN_COUNT, NextQuestions
 from core.types import CHOSE_PREFIX, Feedback, Reply
 from csbot.wiring import open_assistant, retrain
-from retrieval.followup_reader import READ_BELOW, READER_FILE, FollowupReader
+from retrieval.followup_reader import BARS, READER_FILE, SINGLE_LOSS_POINTS, FollowupReader
 from retrieval.intent import IntentPrediction, with_context
 from tests.conftest import DATA, with_thresholds
 from training.context_pairs import bundled_followups
@@ -270,27 +270,32 @@ def test_a_reader_is_deterministic_and_a_damaged_one_is_ignored(tmp_path):
 
 
 def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
-    """A first start fits the reader with the quick model; with it a follow-up too unsure alone to be read with
-    the plain mixture's bar (0.9 instead of the answer threshold) is read with its context, and a retrain
-    asked for no pairs fits none."""
+    """A first start fits the reader with the quick model, its bar chosen on validation tickets. Under a bar above
+    the answer threshold a follow-up sure enough alone to be answered alone is read with its context; without the
+    reader it is not. A retrain asked for no pairs fits none."""
+    classifier = open_assistant(settings).intent_model()[1]
+    version_dir = classifier.model_dir
+    card = open_assistant(settings).registry.card("intent", version_dir.name)["followup_reader"]
+    assert classifier.reads_followups and card["fitted"] and set(card["validation_loss_points"]) <= {str(b) for b in BARS}
+    assert card["read_below"] is None or card["validation_loss_points"][str(card["read_below"])] <= SINGLE_LOSS_POINTS
+    replace(FollowupReader.load(version_dir), read_below=0.9).save(version_dir)  # the bar a bigger validation set chose
     assistant = open_assistant(settings)
     classifier = assistant.intent_model()[1]
-    version = assistant.model_version
-    assert classifier.reads_followups and assistant.registry.card("intent", version)["followup_reader"]["fitted"]
     answer = assistant.thresholds(classifier)[0]
+    assert classifier.read_below == 0.9
     first = "I lost my card, what do I do?"
     candidates = ["how long will the new one take?", "and what does it cost?", "is there a fee for a new one?", "how long does that take?",
                   "can i do it in the app?", "it still hasn't arrived", "what about abroad?", "and how do I get a new one?"]  # fmt: skip
     # a follow-up sure enough alone to be answered alone under the plain mixture's rule, not under the reader's
-    followup = next(m for m, p in zip(candidates, classifier.predict(candidates)) if answer <= p.confidence < READ_BELOW)
+    followup = next(m for m, p in zip(candidates, classifier.predict(candidates)) if answer <= p.confidence < 0.9)
     assistant.respond(first, "s1")
     read = assistant.respond(followup, "s1")
     alone_vector, together_vector = classifier.embed([followup, with_context([first], followup)])
     assert read.context_turn_id and read.intent == classifier.read_followups(alone_vector[None, :], together_vector[None, :])[0].intent
-    (assistant.registry.path("intent", version) / READER_FILE).unlink()  # the same model without its reader
+    (version_dir / READER_FILE).unlink()  # the same model without its reader
     plain = open_assistant(settings)
     plain.respond(first, "s2")
     assert plain.respond(followup, "s2").context_turn_id == ""
     result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30, followup_pairs=0))
-    assert result.promoted is not None and not (assistant.registry.path("intent", result.version) / READER_FILE).exists()
-    assert assistant.registry.card("intent", result.version)["followup_reader"] == {"fitted": False, "why": "no follow-up pairs (followup_pairs=0)"}
+    assert not (plain.registry.path("intent", result.version) / READER_FILE).exists()
+    assert plain.registry.card("intent", result.version)["followup_reader"] == {"fitted": False, "why": "no follow-up pairs (followup_pairs=0)"}
