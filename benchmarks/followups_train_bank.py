@@ -1,8 +1,8 @@
 """Do hand-written training follow-ups help? (issue 15) One more epoch on the tickets, with and without them.
 
-``data/followup_train_bank.py`` holds 231 follow-ups written for training, by the intent of the message they follow,
+``data/followups_train.csv`` holds 203 follow-ups written for training (231 when this was measured), by the intent of the message they follow,
 each labelled (written without reading the evaluation set's test half; the exact copies of evaluation follow-ups, 28
-generic ones such as "is there a fee?", are left out here). Each is paired with three ticket questions of the intent
+generic ones such as "is there a fee?", were left out here, and are no longer in the file). Each is paired with three ticket questions of the intent
 it follows (the BANKING77 train split, never the validation tickets) and read as serving reads a follow-up with its
 context (``earlier [SEP] new``).
 
@@ -33,11 +33,9 @@ from core.config import Settings  # noqa: E402
 from csbot.wiring import open_assistant, open_parts  # noqa: E402
 from retrieval.intent import IntentClassifier, with_context  # noqa: E402
 from retrieval.query_map import fit_query_map  # noqa: E402
+from training.context_pairs import bundled_followups  # noqa: E402
 from training.data import Example, split_tickets  # noqa: E402
 from training.train_intent import IntentTrainConfig, train_intent_model  # noqa: E402
-
-sys.path.insert(0, str(DATA))
-from followup_train_bank import BANK  # noqa: E402
 
 CONTEXTS_PER_FOLLOWUP = 3
 
@@ -49,12 +47,11 @@ def bank_pairs(tickets: list[Example], seed: int = 0) -> tuple[list[Example], in
     for e in tickets:
         questions.setdefault(e.label, []).append(e.text)
     rng, pairs, left_out = random.Random(seed), [], 0
-    for earlier_intent, followups in BANK.items():
-        for message, intent in followups:
-            if message.strip().lower() in evaluation:
-                left_out += 1
-                continue
-            pairs += [Example(with_context([q], message), intent) for q in rng.sample(questions[earlier_intent], CONTEXTS_PER_FOLLOWUP)]
+    for earlier_intent, message, intent in bundled_followups():
+        if message.strip().lower() in evaluation:
+            left_out += 1
+            continue
+        pairs += [Example(with_context([q], message), intent) for q in rng.sample(questions[earlier_intent], CONTEXTS_PER_FOLLOWUP)]
     return pairs, left_out
 
 
@@ -102,7 +99,7 @@ def main() -> None:
 
     result = {
         "start_model": open_parts(Settings(home=args.home)).registry.current_version("intent"),
-        "bank_followups": sum(len(v) for v in BANK.values()),
+        "bank_followups": len(bundled_followups()),
         "contexts_per_followup": CONTEXTS_PER_FOLLOWUP,
         "runs": runs,
         "bank_minus_control_points": {

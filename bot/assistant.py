@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from bot.batcher import MicroBatcher
-from bot.conversation import CONTEXT_TURNS, Context, combine, context_from_turns, looks_like_followup, window_start
+from bot.conversation import CONTEXT_TURNS, Context, combine, context_bar, context_from_turns, looks_like_followup, window_start
 from bot.handoff import HANDOFF_REQUEST, HandoffDesk
 from bot.mood import OFFER_TEXT, frustrated
 from core.config import Settings
@@ -205,7 +205,7 @@ class Assistant:
             thresholds = self.thresholds(classifier)
             prediction, retrieved, vector = self._understand((classifier, text))
             # The cheap test first: most messages stand alone and never cost the session read.
-            below = classifier.read_below or thresholds[0]  # a reader keeps complete questions whole up to its own bar
+            below = context_bar(text, thresholds[0], classifier.reads_followups)
             context = self._context(session_id) if looks_like_followup(text, prediction, below) else None
             if context is not None and context.carries(text):
                 prediction, retrieved = self._with_context(classifier, context, text, prediction, vector, retrieved)

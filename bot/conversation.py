@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 from core.context import CONTEXT_TURNS, CONTEXT_WINDOW_S, context_turns, window_start
 from core.topics import topics_named
+from retrieval.followup_reader import READ_BELOW, READ_WORDS
 from retrieval.intent import IntentPrediction, with_context
 
-__all__ = ["CONTEXT_TURNS", "CONTEXT_WINDOW_S", "Context", "combine", "context_from_turns", "looks_like_followup", "window_start"]
+__all__ = ["CONTEXT_TURNS", "CONTEXT_WINDOW_S", "Context", "combine", "context_bar", "context_from_turns", "looks_like_followup", "window_start"]
 POINTS_BACK = re.compile(
     r"^\s*(and|but|so|or|ok|okay|also|actually|now|then|what about|how about)\b"
     r"|\b(it|its|it's|that|this|those|these|them|they|one|there|again|too|either|instead|same|still|mine)\b",
@@ -58,10 +59,17 @@ def context_from_turns(turns: list[dict]) -> Context | None:
 
 
 def looks_like_followup(message: str, alone: IntentPrediction, below: float) -> bool:
-    """Short or pointing back, and less than ``below`` sure alone (the answer threshold; with a follow-up reader,
-    ``retrieval.followup_reader.READ_BELOW``): worth reading the context for."""
+    """Short or pointing back, and less than ``below`` sure alone (``context_bar``): worth reading the context for."""
     cue = len(message.split()) <= SHORT_WORDS or bool(POINTS_BACK.search(message))
     return cue and alone.confidence < below
+
+
+def context_bar(message: str, answer_threshold: float, reads_followups: bool) -> float:
+    """How unsure alone a follow-up-like message must be to be read with its context: with a follow-up reader
+    (``retrieval.followup_reader``) a short one up to ``READ_BELOW``, else below the answer threshold."""
+    if reads_followups and len(message.split()) <= READ_WORDS:
+        return READ_BELOW
+    return answer_threshold
 
 
 def combine(alone: IntentPrediction, with_context: IntentPrediction, weight_alone: float = 0.5, floor: float = 1e-4) -> IntentPrediction:

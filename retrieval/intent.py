@@ -203,12 +203,6 @@ class IntentClassifier:
         self.warm_up()
         return self._reader is not None
 
-    @property
-    def read_below(self) -> float | None:
-        """The reader's bar: a follow-up-like message less sure than this alone is read with its context (None: no reader)."""
-        self.warm_up()
-        return self._reader.read_below if self._reader is not None else None
-
     def read_followups(self, alone: np.ndarray, together: np.ndarray, top: int = 5) -> list[IntentPrediction]:
         """Follow-ups from their embeddings alone and read with their context: the reader's reading mixed with the
         message's own (geometric mean), so the intent must fit what is asked as well as the pair."""

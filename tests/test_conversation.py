@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from bot.assistant import ALTERNATIVE_FLOOR
-from bot.conversation import CONTEXT_WINDOW_S, Context, combine, looks_like_followup
+from bot.conversation import CONTEXT_WINDOW_S, Context, combine, context_bar, looks_like_followup
 from core.errors import InputError, UnknownTurn
 from core.next_questions import MIN_COUNT, NextQuestions
 from core.types import CHOSE_PREFIX, Feedback, Reply
 from csbot.wiring import open_assistant, retrain
-from retrieval.followup_reader import BARS, READER_FILE, SINGLE_LOSS_POINTS, FollowupReader
+from retrieval.followup_reader import READ_BELOW, READER_FILE, FollowupReader
 from retrieval.intent import IntentPrediction, with_context
 from tests.conftest import DATA, with_thresholds
 from training.context_pairs import bundled_followups
@@ -270,24 +270,22 @@ def test_a_reader_is_deterministic_and_a_damaged_one_is_ignored(tmp_path):
 
 
 def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
-    """A first start fits the reader with the quick model, its bar chosen on validation tickets. Under a bar above
-    the answer threshold a follow-up sure enough alone to be answered alone is read with its context; without the
-    reader it is not. A retrain asked for no pairs fits none."""
-    classifier = open_assistant(settings).intent_model()[1]
-    version_dir = classifier.model_dir
-    card = open_assistant(settings).registry.card("intent", version_dir.name)["followup_reader"]
-    assert classifier.reads_followups and card["fitted"] and set(card["validation_loss_points"]) <= {str(b) for b in BARS}
-    assert card["read_below"] is None or card["validation_loss_points"][str(card["read_below"])] <= SINGLE_LOSS_POINTS
-    replace(FollowupReader.load(version_dir), read_below=0.9).save(version_dir)  # the bar a bigger validation set chose
+    """A first start fits the reader with the quick model. With it a short follow-up sure enough alone to be
+    answered alone under the plain mixture's bar (the answer threshold) is read with its context; a long message
+    is held to the answer threshold; without the reader nothing changes. A retrain asked for no pairs fits none."""
     assistant = open_assistant(settings)
     classifier = assistant.intent_model()[1]
+    version_dir = classifier.model_dir
+    assert classifier.reads_followups and assistant.registry.card("intent", version_dir.name)["followup_reader"]["fitted"]
     answer = assistant.thresholds(classifier)[0]
-    assert classifier.read_below == 0.9
+    assert context_bar("and what about abroad?", answer, True) == READ_BELOW > answer
+    assert context_bar("I topped up with my card but it has not shown up in my balance", answer, True) == answer  # long
+    assert context_bar("and what about abroad?", answer, False) == answer  # no reader
     first = "I lost my card, what do I do?"
     candidates = ["how long will the new one take?", "and what does it cost?", "is there a fee for a new one?", "how long does that take?",
                   "can i do it in the app?", "it still hasn't arrived", "what about abroad?", "and how do I get a new one?"]  # fmt: skip
     # a follow-up sure enough alone to be answered alone under the plain mixture's rule, not under the reader's
-    followup = next(m for m, p in zip(candidates, classifier.predict(candidates)) if answer <= p.confidence < 0.9)
+    followup = next(m for m, p in zip(candidates, classifier.predict(candidates)) if answer <= p.confidence < READ_BELOW)
     assistant.respond(first, "s1")
     read = assistant.respond(followup, "s1")
     alone_vector, together_vector = classifier.embed([followup, with_context([first], followup)])

@@ -17,13 +17,13 @@ import csv
 import logging
 import random
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.topics import KEEP_ASKED, PHRASES, topics_named
-from retrieval.followup_reader import BARS, SINGLE_LOSS_POINTS, FollowupReader, geometric_mix
+from retrieval.followup_reader import FollowupReader
 from retrieval.intent import IntentClassifier, with_context
 
 log = logging.getLogger(__name__)
@@ -126,10 +126,9 @@ def reader_pairs(
     return pairs + [(list(earlier), message, intent) for earlier, message, intent in labelled]
 
 
-def fit_followup_reader(model_dir: Path, pairs: list[tuple[list[str], str, str]], val: list, seed: int = 0) -> dict:
-    """Fit and save the follow-up reader of the model in ``model_dir`` on ``pairs`` (``reader_pairs``), its bar
-    chosen on the validation tickets ``val`` (``choose_bar``); the card's account. A failure leaves the model
-    without one: its follow-ups are then read by the plain mixture."""
+def fit_followup_reader(model_dir: Path, pairs: list[tuple[list[str], str, str]], seed: int = 0) -> dict:
+    """Fit and save the follow-up reader of the model in ``model_dir`` on ``pairs`` (``reader_pairs``); the card's
+    account. A failure leaves the model without one: its follow-ups are then read by the plain mixture."""
     if not pairs:
         return {"fitted": False, "why": "no follow-up pairs (followup_pairs=0)"}
     try:
@@ -140,41 +139,9 @@ def fit_followup_reader(model_dir: Path, pairs: list[tuple[list[str], str, str]]
         together = classifier.embed([with_context(earlier, message) for earlier, message, _ in usable])
         targets = np.array([index[intent] for *_, intent in usable])
         reader = FollowupReader.fit(alone, together, targets, len(index), seed=seed)
-        bar, losses = choose_bar(classifier, reader, val, seed)
-        reader = replace(reader, read_below=bar)
         reader.save(model_dir)
     except Exception as err:
         log.exception("cannot fit the follow-up reader")
         return {"fitted": False, "why": f"{type(err).__name__}: {err}"}
     fitted = float((reader.probabilities(alone, together).argmax(1) == targets).mean())
-    return {"fitted": True, "pairs": len(usable), "training_accuracy": round(fitted, 4), "read_below": bar, "validation_loss_points": losses}
-
-
-def choose_bar(classifier: IntentClassifier, reader: FollowupReader, val: list, seed: int = 0) -> tuple[float | None, dict]:
-    """The highest bar of ``BARS`` at which the validation tickets, each read after another one as serving would
-    (short or pointing back, naming no new topic, less sure alone than the bar), lose at most
-    ``SINGLE_LOSS_POINTS`` against reading them alone; None (the answer threshold serves) when none does."""
-    from bot.conversation import Context, looks_like_followup  # the gate serving applies, the same code
-
-    if not val:
-        return None, {}
-    order = list(range(len(val)))
-    random.Random(seed).shuffle(order)
-    texts = [val[i].text for i in order]
-    gold = np.array([classifier.labels.index(val[i].label) for i in order])
-    alone = classifier.embed(texts)
-    alone_probs = classifier.probabilities_from_embeddings(alone)
-    predictions = classifier.predict_probabilities(alone_probs, top=1)
-    cued = [k for k, text in enumerate(texts) if looks_like_followup(text, predictions[k], max(BARS)) and Context([texts[k - 1]], "").carries(text)]
-    losses: dict = {}
-    if cued:
-        together = classifier.embed([with_context([texts[k - 1]], texts[k]) for k in cued])
-        read = geometric_mix(reader.probabilities(alone[cued], together), alone_probs[cued]).argmax(1)
-        for bar in BARS:
-            chosen = [j for j, k in enumerate(cued) if predictions[k].confidence < bar]
-            change = sum(int(read[j] == gold[cued[j]]) - int(alone_probs[cued[j]].argmax() == gold[cued[j]]) for j in chosen)
-            losses[str(bar)] = round(-100 * change / len(texts), 2)
-    for bar in BARS:
-        if losses.get(str(bar), 0.0) <= SINGLE_LOSS_POINTS:
-            return bar, losses
-    return None, losses
+    return {"fitted": True, "pairs": len(usable), "training_accuracy": round(fitted, 4)}

@@ -278,7 +278,7 @@ def retrain(
         on_step("fitting the map of the candidate's embeddings into the ticket index")
         card["retrieval_map"] = fit_query_map(kb, IntentClassifier(staging).embed, staging, seed=cfg.seed)
     on_step("fitting the follow-up reader on the candidate's embeddings")
-    card["followup_reader"] = fit_followup_reader(staging, followup_reader_pairs(tickets, extra, cfg), val, seed=cfg.seed)
+    card["followup_reader"] = fit_followup_reader(staging, followup_reader_pairs(tickets, extra, cfg), seed=cfg.seed)
     version = registry.publish(KIND, staging, card)
     if decision.promoted:
         registry.promote(KIND, version, reason=decision.reason)
