@@ -229,7 +229,10 @@ class Assistant:
                 return replace(reply, text=UNSURE_AGAIN_TEXT, state=state, agent=agent)
             return replace(reply, offer_person=True)
         votes = self.store.recent_votes(session_id)
-        repeats = bool(votes) and votes[0]["vote"] < 0 and votes[0]["latest"] and votes[0]["intent"] == reply.intent
+        # the same matter again right after a down-vote: the same intent, or the same words (which, read with a
+        # context that now holds the down-voted turn, may be understood otherwise)
+        same = bool(votes) and (votes[0]["intent"] == reply.intent or votes[0]["message"].strip().lower() == text.strip().lower())
+        repeats = same and votes[0]["vote"] < 0 and votes[0]["latest"]
         why = frustrated(text, [v["vote"] for v in votes], repeats)
         if why:
             log.info("offering a person to session %s: %s", session_id, why)

@@ -221,10 +221,10 @@ class FeedbackStore:
     def recent_votes(self, session_id: str, limit: int = 2) -> list[dict[str, Any]]:
         """The customer's latest vote on each of the session's last voted turns, newest first: how the customer feels.
 
-        Each row: turn_id, vote, the turn's intent, and ``latest`` (it is the session's last turn).
+        Each row: turn_id, vote, the turn's intent and (redacted) message, and ``latest`` (it is the session's last turn).
         """
         sql = """
-            select f.turn_id, f.vote, t.intent,
+            select f.turn_id, f.vote, t.intent, t.message,
                    t.id = (select l.id from turns l where l.session_id = :s order by l.created_at desc, l.rowid desc limit 1) as latest
             from feedback f join turns t on t.id = f.turn_id
             where f.id in (select max(f2.id) from feedback f2 join turns t2 on t2.id = f2.turn_id
