@@ -164,9 +164,9 @@ def ask(ctx, message: str, session: str | None) -> None:
 @click.option(
     "--followup-pairs",
     type=int,
-    default=4000,
-    show_default=True,
-    help="Follow-ups made from the tickets that the follow-up reader learns from, beside the bundled and labelled ones (0: no reader)",
+    default=None,
+    help="Follow-ups made from the tickets that the follow-up reader learns from, beside the bundled and labelled ones "
+    "(default: 4000 for a fine-tuned model, none with --quick; 0: no reader)",
 )
 @click.option("--from-base", is_flag=True, help="Start from the packaged encoder instead of the serving model (a full retrain on everything)")
 @click.option(
@@ -184,7 +184,7 @@ def train(
     batch_size: int,
     quick: bool,
     context_pairs: bool,
-    followup_pairs: int,
+    followup_pairs: int | None,
     from_base: bool,
     no_interpolate: bool,
     seed: int,

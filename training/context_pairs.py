@@ -93,6 +93,7 @@ def make_pairs(questions: list[tuple[str, str]], seed: int = 0, standalone_share
 BUNDLED_FOLLOWUPS = Path(__file__).resolve().parent.parent / "data" / "followups_train.csv"
 CONTEXTS_PER_FOLLOWUP = 3  # a bundled follow-up is read after this many ticket questions of the intent it follows
 READER_STANDALONE_SHARE = 0.3
+READER_PAIRS = 4000  # pairs made from the tickets for a fine-tuned candidate's reader (``IntentTrainConfig.followup_pairs``)
 
 
 def bundled_followups(path: Path = BUNDLED_FOLLOWUPS) -> list[tuple[str, str, str]]:
@@ -102,7 +103,7 @@ def bundled_followups(path: Path = BUNDLED_FOLLOWUPS) -> list[tuple[str, str, st
 
 
 def reader_pairs(
-    questions: list[tuple[str, str]], labelled: list[tuple[list[str], str, str]] = (), limit: int = 4000, seed: int = 0
+    questions: list[tuple[str, str]], labelled: list[tuple[list[str], str, str]] = (), limit: int = READER_PAIRS, seed: int = 0
 ) -> list[tuple[list[str], str, str]]:
     """What the follow-up reader (``retrieval.followup_reader``) learns from, as ``(earlier messages, message,
     intent)``: the bundled follow-ups after ticket questions of the intent they follow, up to ``limit`` pairs
@@ -130,7 +131,7 @@ def fit_followup_reader(model_dir: Path, pairs: list[tuple[list[str], str, str]]
     """Fit and save the follow-up reader of the model in ``model_dir`` on ``pairs`` (``reader_pairs``); the card's
     account. A failure leaves the model without one: its follow-ups are then read by the plain mixture."""
     if not pairs:
-        return {"fitted": False, "why": "no follow-up pairs (followup_pairs=0)"}
+        return {"fitted": False, "why": "no follow-up pairs (a quick model, or followup_pairs=0)"}
     try:
         classifier = IntentClassifier(model_dir)
         index = {label: i for i, label in enumerate(classifier.labels)}

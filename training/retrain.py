@@ -31,7 +31,7 @@ from retrieval.metrics import classification_metrics
 from retrieval.onnx_encoder import ONNX_FILE
 from retrieval.query_map import fit_query_map
 from retrieval.ranker import BASELINE, Ranker
-from training.context_pairs import fit_followup_reader, make_pairs, reader_pairs
+from training.context_pairs import READER_PAIRS, fit_followup_reader, make_pairs, reader_pairs
 from training.data import Example, split_tickets
 from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
 from training.gate import (
@@ -123,11 +123,13 @@ def context_examples(tickets: list[Example], cfg: IntentTrainConfig) -> list[Exa
 
 def followup_reader_pairs(tickets: list[Example], extra: list[Example], cfg: IntentTrainConfig) -> list[tuple[list[str], str, str]]:
     """What the candidate's follow-up reader learns from: the bundled follow-ups, pairs made from the training
-    tickets, and the feedback's labelled follow-ups as they were read (``earlier [SEP] new``; not down-votes)."""
+    tickets, and the feedback's labelled follow-ups as they were read (``earlier [SEP] new``; not down-votes).
+    None for a quick model unless asked for (``IntentTrainConfig.followup_pairs``)."""
     labelled = [
         (parts[:-1], parts[-1], e.label) for e in extra if not e.negative and CONTEXT_SEPARATOR in e.text for parts in [e.text.split(CONTEXT_SEPARATOR)]
     ]
-    return reader_pairs([(e.text, e.label) for e in tickets], labelled, limit=cfg.followup_pairs, seed=cfg.seed)
+    limit = cfg.followup_pairs if cfg.followup_pairs is not None else (0 if cfg.quick else READER_PAIRS)
+    return reader_pairs([(e.text, e.label) for e in tickets], labelled, limit=limit, seed=cfg.seed)
 
 
 def retrain(
