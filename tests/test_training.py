@@ -7,6 +7,7 @@ import torch
 from core.registry import ModelRegistry
 from csbot.wiring import ensure_ready, open_assistant, open_registry, retrain
 from retrieval.encoder import base_model_path
+from retrieval.followup_reader import READER_FILE
 from retrieval.intent import IntentClassifier
 from retrieval.query_map import MAP_FILE
 from training.data import Example, is_validation, split_tickets
@@ -92,9 +93,12 @@ def test_retrain_promotes_only_when_not_worse(settings):
 
 def test_a_fine_tuned_model_starts_from_the_base_encoder_when_asked_and_serves_with_one_encoder_pass(settings):
     registry = ModelRegistry(settings.models_dir)
-    fresh = retrain(settings, IntentTrainConfig(epochs=1, max_steps=1, linear_probe_first=False, from_base=True, followup_pairs=0))
+    fresh = retrain(settings, IntentTrainConfig(epochs=1, max_steps=1, linear_probe_first=False, from_base=True, followup_pairs=300))
     card = registry.card("intent", fresh.version)
     assert Path(card["init"]).resolve() == base_model_path().resolve()
+    # A fine-tuned candidate gets its follow-up reader: the bundled follow-ups and 300 pairs made from the tickets.
+    assert card["followup_reader"]["fitted"] and card["followup_reader"]["pairs"] > 600
+    assert (registry.path("intent", fresh.version) / READER_FILE).is_file()
     # Its embeddings are mapped into the ticket index's space (retrieval.query_map), fitted on the stored tickets.
     assert card["retrieval_map"]["fitted"] and card["retrieval_map"]["held_out_cosine"] > 0.9
     assert (registry.path("intent", fresh.version) / MAP_FILE).is_file()
