@@ -33,26 +33,17 @@ from core.config import Settings  # noqa: E402
 from csbot.wiring import open_assistant, open_parts  # noqa: E402
 from retrieval.intent import IntentClassifier, with_context  # noqa: E402
 from retrieval.query_map import fit_query_map  # noqa: E402
-from training.context_pairs import bundled_followups  # noqa: E402
+from training.context_pairs import CONTEXTS_PER_FOLLOWUP, bundled_followups, bundled_pairs  # noqa: E402
 from training.data import Example, split_tickets  # noqa: E402
 from training.train_intent import IntentTrainConfig, train_intent_model  # noqa: E402
-
-CONTEXTS_PER_FOLLOWUP = 3
 
 
 def bank_pairs(tickets: list[Example], seed: int = 0) -> tuple[list[Example], int]:
     """The bank's follow-ups read with ticket questions of the intent they follow; and how many evaluation copies were left out."""
     evaluation = {r["message"].strip().lower() for r in read_csv(DATA / "conversations.csv") if r["kind"] == "followup"}
-    questions: dict[str, list[str]] = {}
-    for e in tickets:
-        questions.setdefault(e.label, []).append(e.text)
-    rng, pairs, left_out = random.Random(seed), [], 0
-    for earlier_intent, message, intent in bundled_followups():
-        if message.strip().lower() in evaluation:
-            left_out += 1
-            continue
-        pairs += [Example(with_context([q], message), intent) for q in rng.sample(questions[earlier_intent], CONTEXTS_PER_FOLLOWUP)]
-    return pairs, left_out
+    left_out = sum(message.strip().lower() in evaluation for _, message, _ in bundled_followups())
+    read = bundled_pairs([(e.text, e.label) for e in tickets], random.Random(seed), leave_out=evaluation)
+    return [Example(with_context(earlier, message), intent) for earlier, message, intent in read], left_out
 
 
 def run(home: Path, with_bank: bool, seed: int) -> dict:

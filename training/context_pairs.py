@@ -102,6 +102,20 @@ def bundled_followups(path: Path = BUNDLED_FOLLOWUPS) -> list[tuple[str, str, st
         return [(row["earlier_intent"], row["message"], row["intent"]) for row in csv.DictReader(f)]
 
 
+def bundled_pairs(questions: list[tuple[str, str]], rng: random.Random, leave_out: set[str] = frozenset()) -> list[tuple[list[str], str, str]]:
+    """The bundled follow-ups, each read after ``CONTEXTS_PER_FOLLOWUP`` ticket questions (``(question, intent)``)
+    of the intent it follows, as ``(earlier messages, message, intent)``; messages in ``leave_out`` (lower case) not."""
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for question, intent in questions:
+        by_intent[intent].append(question)
+    return [
+        ([earlier], message, intent)
+        for earlier_intent, message, intent in bundled_followups()
+        if intent in by_intent and by_intent[earlier_intent] and message.strip().lower() not in leave_out
+        for earlier in rng.sample(by_intent[earlier_intent], min(CONTEXTS_PER_FOLLOWUP, len(by_intent[earlier_intent])))
+    ]
+
+
 def reader_pairs(
     questions: list[tuple[str, str]], labelled: list[tuple[list[str], str, str]] = (), limit: int = READER_PAIRS, seed: int = 0
 ) -> list[tuple[list[str], str, str]]:
@@ -112,15 +126,7 @@ def reader_pairs(
     if limit <= 0:
         return []
     rng = random.Random(seed)
-    by_intent: dict[str, list[str]] = defaultdict(list)
-    for question, intent in questions:
-        by_intent[intent].append(question)
-    pairs = [
-        ([earlier], message, intent)
-        for earlier_intent, message, intent in bundled_followups()
-        if intent in by_intent and by_intent[earlier_intent]
-        for earlier in rng.sample(by_intent[earlier_intent], min(CONTEXTS_PER_FOLLOWUP, len(by_intent[earlier_intent])))
-    ]
+    pairs = bundled_pairs(questions, rng)
     made = make_pairs(questions, seed=seed, standalone_share=READER_STANDALONE_SHARE, insist_share=0.0)
     rng.shuffle(made)
     pairs += [([p.context], p.message, p.intent) for p in made[:limit]]
