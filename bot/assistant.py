@@ -207,8 +207,10 @@ class Assistant:
             # The cheap test first: most messages stand alone and never cost the session read.
             below = context_bar(text, thresholds[0], classifier.reads_followups)
             context = self._context(session_id) if looks_like_followup(text, prediction, below) else None
-            if context is not None and context.carries(text):
-                prediction, retrieved = self._with_context(classifier, context, text, prediction, vector, retrieved)
+            leans = context is not None and context.leans_on(text, classifier.reads_followups)
+            read = self._with_context(classifier, context, text, prediction, vector, retrieved) if leans else None
+            if read is not None:
+                prediction, retrieved = read
                 base = replace(base, context_turn_id=context.turn_id)
             ranked = ranker.rank(retrieved, dict(zip(prediction.labels, prediction.probabilities)))
             if base.context_turn_id:  # answer with a ticket of the intent the two readings agree on, when one was retrieved
@@ -246,14 +248,17 @@ class Assistant:
 
     def _with_context(
         self, classifier: IntentClassifier, context: Context, text: str, alone: IntentPrediction, alone_vector: np.ndarray, retrieved: list
-    ) -> tuple:
+    ) -> tuple[IntentPrediction, list] | None:
         """Read the message with its context (the model's follow-up reader when it has one, else the two readings'
-        mixture); retrieve with both readings (the context names the topic)."""
+        mixture); retrieve with both readings (the context names the topic). None when the reader is no surer
+        than the message alone: the message then stands alone (a short question after an unrelated one, where
+        reading it with the context cost single questions accuracy)."""
         together, retrieved_together, together_vector = self._understand((classifier, context.text_with(text)))
         seen = {t.id for t, _ in retrieved_together}
         merged = sorted(retrieved_together + [(t, s) for t, s in retrieved if t.id not in seen], key=lambda ts: -ts[1])
         if classifier.reads_followups:
-            return classifier.read_followups(alone_vector[None, :], together_vector[None, :])[0], merged
+            read = classifier.read_followups(alone_vector[None, :], together_vector[None, :])[0]
+            return (read, merged) if read.confidence > alone.confidence else None
         return combine(alone, together), merged
 
     def next_questions_for(self, intent: str) -> list[Suggestion]:
@@ -415,7 +420,8 @@ class Assistant:
         prediction, _, vector = self._understand((classifier, turn["message"]))
         earlier = self.store.context_messages(turn_id) if turn.get("context_turn_id") else []
         if earlier:  # the reading respond made: the same two passes, combined the same way
-            prediction, _ = self._with_context(classifier, Context(earlier, turn["context_turn_id"]), turn["message"], prediction, vector, [])
+            read = self._with_context(classifier, Context(earlier, turn["context_turn_id"]), turn["message"], prediction, vector, [])
+            prediction = read[0] if read else prediction
         others = [(label, p) for label, p in zip(prediction.labels, prediction.probabilities) if label != turn["intent"] and p >= ALTERNATIVE_FLOOR]
         return [Suggestion(label, intent_title(label), round(p, 4)) for label, p in others[:MAX_ALTERNATIVES]]
 

@@ -90,9 +90,3 @@ class FollowupReader:
         except Exception as err:  # a damaged file costs follow-up accuracy, never the model version
             log.warning("cannot read %s (%s: %s); follow-ups are read without it", path, type(err).__name__, err)
             return None
-
-
-def geometric_mix(a: np.ndarray, b: np.ndarray, floor: float = 1e-4) -> np.ndarray:
-    """Rows of two probability vectors mixed by a geometric mean, renormalised: an intent must fit both."""
-    mixed = np.exp(0.5 * np.log(a + floor) + 0.5 * np.log(b + floor))
-    return mixed / mixed.sum(axis=1, keepdims=True)

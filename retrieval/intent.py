@@ -22,7 +22,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 
 from retrieval.encoder import CPU_SUB_BATCH, embed_shortest_first, fast_inference, mean_pool
-from retrieval.followup_reader import FollowupReader, geometric_mix
+from retrieval.followup_reader import FollowupReader
 from retrieval.onnx_encoder import OnnxEncoder, onnx_wanted
 from retrieval.query_map import QueryMap
 
@@ -204,12 +204,12 @@ class IntentClassifier:
         return self._reader is not None
 
     def read_followups(self, alone: np.ndarray, together: np.ndarray, top: int = 5) -> list[IntentPrediction]:
-        """Follow-ups from their embeddings alone and read with their context: the reader's reading mixed with the
-        message's own (geometric mean), so the intent must fit what is asked as well as the pair."""
+        """Follow-ups from their embeddings alone and read with their context, as the follow-up reader reads them
+        (it sees the message alone too, and learnt how much to trust each reading)."""
         self.warm_up()
         if self._reader is None:
             raise ValueError(f"{self.model_dir} has no follow-up reader")
-        return self.predict_probabilities(geometric_mix(self._reader.probabilities(alone, together), self.probabilities_from_embeddings(alone)), top)
+        return self.predict_probabilities(self._reader.probabilities(alone, together), top)
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Calibrated probabilities: softmax(logits / temperature)."""

@@ -65,6 +65,17 @@ def test_context_expires_after_the_window(assistant):
     assert assistant.respond("is there a fee for a new one?", "s1").context_turn_id == ""
 
 
+def test_with_a_reader_a_short_followup_naming_a_generic_topic_is_read_with_context():
+    """The topic rule turns "can i do it in the app?" away after a PIN question (the app is a topic of its own);
+    a model with a follow-up reader reads any short message with its context, a long one still only by the rule."""
+    pin = Context(["I want to change my PIN"], "t1")
+    assert not pin.carries("can i do it in the app?")
+    assert pin.leans_on("can i do it in the app?", reads_followups=True)
+    assert not pin.leans_on("can i do it in the app?", reads_followups=False)
+    assert not pin.leans_on("and how do I top up my account from the app with a card from another bank?", reads_followups=True)
+    assert pin.leans_on("how long does it take to change it?", reads_followups=False)  # names nothing new
+
+
 def test_combine_keeps_what_fits_both_readings():
     alone = IntentPrediction(["transfer_timing", "card_delivery_estimate", "pending_top_up"], [0.4, 0.45, 0.15])
     together = IntentPrediction(["transfer_into_account", "transfer_timing", "card_delivery_estimate"], [0.6, 0.35, 0.05])
@@ -291,6 +302,13 @@ def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
     read = assistant.respond(followup, "s1")
     alone_vector, together_vector = classifier.embed([followup, with_context([first], followup)])
     assert read.context_turn_id and read.intent == classifier.read_followups(alone_vector[None, :], together_vector[None, :])[0].intent
+    # a reader no surer than the message alone (this one is sure of nothing) leaves the message to its own words
+    hidden = alone_vector.shape[0]
+    FollowupReader(np.zeros((2 * hidden, len(classifier.labels)), np.float32), np.zeros(len(classifier.labels), np.float32)).save(version_dir)
+    unsure = open_assistant(settings)
+    unsure.respond(first, "s3")
+    left_alone = unsure.respond(followup, "s3")
+    assert left_alone.context_turn_id == "" and left_alone.intent == classifier.predict([followup])[0].intent
     (version_dir / READER_FILE).unlink()  # the same model without its reader
     plain = open_assistant(settings)
     plain.respond(first, "s2")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from core.topics import KEEP_ASKED, PHRASES, topics_named
-from retrieval.followup_reader import FollowupReader
+from retrieval.followup_reader import READ_WORDS, FollowupReader
 from retrieval.intent import IntentClassifier, with_context
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,7 @@ def make_pairs(questions: list[tuple[str, str]], seed: int = 0, standalone_share
 
 BUNDLED_FOLLOWUPS = Path(__file__).resolve().parent.parent / "data" / "followups_train.csv"
 CONTEXTS_PER_FOLLOWUP = 3  # a bundled follow-up is read after this many ticket questions of the intent it follows
-READER_STANDALONE_SHARE = 0.3
-READER_PAIRS = 4000  # pairs made from the tickets for a fine-tuned candidate's reader (``IntentTrainConfig.followup_pairs``)
+READER_PAIRS = 6000  # pairs made from the tickets for a fine-tuned candidate's reader (``IntentTrainConfig.followup_pairs``)
 
 
 def bundled_followups(path: Path = BUNDLED_FOLLOWUPS) -> list[tuple[str, str, str]]:
@@ -127,9 +126,14 @@ def reader_pairs(
         return []
     rng = random.Random(seed)
     pairs = bundled_pairs(questions, rng)
-    made = make_pairs(questions, seed=seed, standalone_share=READER_STANDALONE_SHARE, insist_share=0.0)
-    rng.shuffle(made)
-    pairs += [([p.context], p.message, p.intent) for p in made[:limit]]
+    # as many complete questions after an unrelated one as follow-ups, short ones (at most READ_WORDS words): the
+    # reader reads every short message, and must leave one that stands on its own to its own words
+    made = make_pairs(questions, seed=seed, standalone_share=1.0, insist_share=0.0)
+    halves = [
+        [p for p in made if p.kind == "elliptical"],
+        [p for p in made if p.kind == "standalone" and len(p.message.split()) <= READ_WORDS],
+    ]
+    pairs += [([p.context], p.message, p.intent) for half, n in zip(halves, (limit - limit // 2, limit // 2)) for p in half[:n]]
     return pairs + [(list(earlier), message, intent) for earlier, message, intent in labelled]
 
 
