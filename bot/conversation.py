@@ -7,7 +7,9 @@ is read with its context only when it looks like a follow-up (``looks_like_follo
 to be answered; *and* when it names no topic (a card, a transfer, a top-up: ``core.topics``) that the context
 has not named (``Context.carries``). The model then reads the context and the message together, and the two
 readings are combined (``combine``): the message alone says what is asked ("how long", "is there a fee"), the
-context says about what ("a transfer abroad", "a lost card").
+context says about what ("a transfer abroad", "a lost card"). A model with a follow-up reader
+(``retrieval.followup_reader``) reads short messages with their context up to a higher bar and without the
+topic rule (``context_bar``, ``Context.leans_on``), and its reading replaces the plain mixture.
 
 Why the topic rule: many complete questions contain "it" or "my card ... it". Without it, each of the 3,080
 BANKING77 test queries sent after another one was answered 0.55 points worse than alone (the issue allows 0.2);

@@ -1,27 +1,30 @@
 """The follow-up reader: what a follow-up asks, from the message read alone and read with its context.
 
 Why: the intent model learns from single questions. Read with its context (``earlier [SEP] new``), a follow-up is
-text the model never saw in training, and mixing that reading with the message's own (a geometric mean) got 53%
-of the conversation set's dev follow-ups right with the fine-tuned model. A linear layer over the two
-embeddings ([alone, with context] -> the intents), fitted on labelled follow-ups read with an earlier message,
-learns how the two combine: which words say what is asked, which earlier ones say about what. The encoder stays
-frozen, so single questions read alone are exactly as before; the layer is fitted after each training run on
-that run's encoder, in seconds, and saved in the model's folder (``followup_reader.npz``) so it serves and is
-promoted, rolled back and exported with the model it belongs to.
+text the model never saw in training, and mixing that reading with the message's own (a geometric mean, the plain
+mixture of ``bot.conversation.combine``) got 53% of the conversation set's dev follow-ups right with the
+fine-tuned model. A linear layer over the two embeddings ([alone, with context] -> the intents), fitted on
+labelled follow-ups read with an earlier message, learns how the two combine: which words say what is asked,
+which earlier ones say about what. The encoder stays frozen, so single questions read alone are exactly as
+before; the layer is fitted after each training run on that run's encoder, in about a minute, and saved in the
+model's folder (``followup_reader.npz``) so it serves and is promoted, rolled back and exported with the model it
+belongs to.
 
-What it learns from (``training.context_pairs.reader_pairs``): the bundled follow-ups written for training
+What it learns from (``training.context_pairs.reader_pairs``): the follow-ups written for training
 (``data/followups_train.csv``), each read after ticket questions of the intent it follows; follow-ups made from
-the tickets (a topic replaced by "it"); complete questions after an unrelated one, which keep their own intent;
-and every labelled follow-up of the deployment's own customers, read with the context it was answered in.
+the tickets (a topic replaced by "it"); as many short complete questions after an unrelated one, which keep their
+own intent; and every labelled follow-up of the deployment's own customers, read with the context it was
+answered in.
 
 With a reader, a follow-up-like message of at most ``READ_WORDS`` words is read with its context while the
-model alone is less than ``READ_BELOW`` sure; a longer one, and every message without a reader, only below the
-answer threshold (0.5). Customers' follow-ups are short (88% of the dev half's have at most 8 words); a long
-message with an "it" in it is usually a complete question, and reading those with context is what cost single
-questions accuracy (the quick model with a 0.9 bar for every length: -0.36 points on the 3,080 test queries).
-A bar chosen per model on the validation tickets was tried and dropped: 948 tickets cannot tell 0.1 points apart
-(it chose 0.8 for the quick model, which then lost 0.29 points on the test queries, and refused 0.9 for the
-fine-tuned one, which lost 0.10 there).
+model alone is less than ``READ_BELOW`` sure, even when it names a topic the context did not
+(``Context.leans_on``); a longer one, and every message without a reader, only below the answer threshold
+(0.5) and by the topic rule. The reader's reading is taken only when it is surer than the message's own
+(``bot.assistant``): a short question that stands on its own, read after an unrelated one, mostly is not.
+Customers' follow-ups are short (88% of the dev half's have at most 8 words); a long message with an "it" in
+it is usually a complete question, and reading those with context is what cost single questions accuracy (the
+quick model with a 0.9 bar for every length: -0.36 points on the 3,080 test queries). A bar chosen per model
+on the validation tickets was tried and dropped: 948 tickets cannot tell 0.1 points apart.
 """
 
 from __future__ import annotations
