@@ -44,8 +44,14 @@ def test_a_labelled_followup_is_learnt_as_it_was_read(assistant):
         assistant.store.append_feedback(Feedback(turn.turn_id, 0, corrected_intent="transfer_fee_charged", source="reviewer"))
     rows = {r["turn_id"]: r for r in assistant.store.feedback_rows()}
     assert rows[follow.turn_id]["context"] == ["I want to send money to my friend abroad"] and rows[alone.turn_id]["context"] == []
-    texts = {e.text for e in build_feedback_dataset(list(rows.values()), {"transfer_fee_charged"}).examples}
-    assert texts == {with_context(["I want to send money to my friend abroad"], "is there a fee for a new one?"), "is there a fee for a new one?"}
+    examples = build_feedback_dataset(list(rows.values()), {"transfer_fee_charged"}).examples
+    earlier, message = "I want to send money to my friend abroad", "is there a fee for a new one?"
+    assert {e.text for e in examples} == {with_context([earlier], message), message}
+    # the follow-up reader gets the pair as it was read, from the store, not by splitting the text
+    assert {e.followup for e in examples} == {((earlier,), message), None}
+    pairs = followup_reader_pairs([Example("I lost my card", "lost_or_stolen_card")], examples, IntentTrainConfig(followup_pairs=1))
+    assert ([earlier], message, "transfer_fee_charged") in pairs
+    assert not any(m == message and not e for e, m, _ in pairs)  # the one read alone is no follow-up
 
 
 def test_a_standalone_question_is_not_changed_by_context(assistant):
@@ -251,8 +257,9 @@ def test_the_followup_reader_is_trained_on_no_evaluation_followup_and_on_the_dep
     bundled = bundled_followups()
     assert len(bundled) >= 200 and not {m.strip().lower() for _, m, _ in bundled} & evaluation
     questions = [("I lost my card", "lost_or_stolen_card"), ("my card was stolen yesterday", "lost_or_stolen_card"), ("how do I top up?", "top_up_limits")]
-    labelled = Example(with_context(["I lost my card"], "how long will a new one take?"), "card_delivery_estimate")
-    down = Example(with_context(["I lost my card"], "is it free?"), "order_physical_card", negative=True)
+    lost, later = ("I lost my card",), "how long will a new one take?"
+    labelled = Example(with_context(list(lost), later), "card_delivery_estimate", followup=(lost, later))
+    down = Example(with_context(list(lost), "is it free?"), "order_physical_card", negative=True, followup=(lost, "is it free?"))
     pairs = followup_reader_pairs([Example(q, i) for q, i in questions], [labelled, down, Example("a plain question", "top_up_limits")], IntentTrainConfig())
     assert (["I lost my card"], "how long will a new one take?", "card_delivery_estimate") in pairs
     assert not any(m == "is it free?" or m == "a plain question" for _, m, _ in pairs)

@@ -19,6 +19,8 @@ class Example:
     weight: float = 1.0
     negative: bool = False
     soft: tuple[float, ...] | None = None  # teacher probabilities over the sorted intents (distillation)
+    # a follow-up learnt as it was read: (its earlier messages, the message); ``text`` is their ``with_context``
+    followup: tuple[tuple[str, ...], str] | None = None
 
 
 def is_validation(text: str) -> bool:

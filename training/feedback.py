@@ -89,6 +89,11 @@ def as_read(row: dict) -> str:
     return with_context(row["context"], row["message"]) if row.get("context") else row["message"]
 
 
+def followup_of(row: dict) -> tuple[tuple[str, ...], str] | None:
+    """A follow-up's earlier messages and the message, as it was read (the follow-up reader learns from them)."""
+    return (tuple(row["context"]), row["message"]) if row.get("context") else None
+
+
 def build_feedback_dataset(rows: list[dict], labels: set[str], flt: FeedbackFilter = FeedbackFilter()) -> FeedbackDataset:
     """Turn the store's latest-vote-per-turn rows into weighted examples. See the module docstring."""
     out = FeedbackDataset()
@@ -111,6 +116,7 @@ def build_feedback_dataset(rows: list[dict], labels: set[str], flt: FeedbackFilt
     votes: dict[tuple[str, str], list[int]] = defaultdict(list)
     confidences: dict[tuple[str, str], list[float]] = defaultdict(list)
     texts: dict[tuple[str, str], str] = {}
+    followups: dict[tuple[str, str], tuple[tuple[str, ...], str] | None] = {}
     picked: list[tuple[float, int]] = []  # a down-vote kept beside a picked alternative: a vote the noise estimate needs
     for row in kept:
         if (row["message"] or "").startswith(CHOSE_PREFIX):
@@ -121,7 +127,7 @@ def build_feedback_dataset(rows: list[dict], labels: set[str], flt: FeedbackFilt
             if row["vote"] != 0 and row["action"] == "answer" and row.get("confidence") is not None:
                 picked.append((float(row["confidence"]), row["vote"]))
             if row["corrected_intent"] in labels:
-                out.examples.append(Example(text, row["corrected_intent"], flt.correction_weight))
+                out.examples.append(Example(text, row["corrected_intent"], flt.correction_weight, followup=followup_of(row)))
                 out.counts["corrections"] += 1
                 if row.get("source") == "agent":
                     out.counts["agent_labels"] += 1  # a person resolved a handoff with this intent
@@ -134,6 +140,7 @@ def build_feedback_dataset(rows: list[dict], labels: set[str], flt: FeedbackFilt
         if row.get("confidence") is not None:
             confidences[key].append(float(row["confidence"]))
         texts.setdefault(key, text)
+        followups.setdefault(key, followup_of(row))
 
     noise = 0.0
     scored = [(c, v) for key, vs in votes.items() for c, v in zip(confidences[key], vs)] + picked
@@ -153,9 +160,9 @@ def build_feedback_dataset(rows: list[dict], labels: set[str], flt: FeedbackFilt
                 continue
         text, intent = texts[key], key[1]
         if total > 0:
-            out.examples.append(Example(text, intent, flt.up_weight * belief(key, 1)))
+            out.examples.append(Example(text, intent, flt.up_weight * belief(key, 1), followup=followups[key]))
             out.counts["up"] += 1
         else:
-            out.examples.append(Example(text, intent, flt.down_weight * belief(key, -1), negative=True))
+            out.examples.append(Example(text, intent, flt.down_weight * belief(key, -1), negative=True, followup=followups[key]))
             out.counts["down"] += 1
     return out

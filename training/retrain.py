@@ -25,7 +25,7 @@ from core.next_questions import NextQuestions
 from core.registry import ModelRegistry
 from core.store import FeedbackStore
 from retrieval.encoder import base_model_path
-from retrieval.intent import CONTEXT_SEPARATOR, IntentClassifier, with_context
+from retrieval.intent import IntentClassifier, with_context
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.metrics import classification_metrics
 from retrieval.onnx_encoder import ONNX_FILE
@@ -125,9 +125,7 @@ def followup_reader_pairs(tickets: list[Example], extra: list[Example], cfg: Int
     """What the candidate's follow-up reader learns from: the bundled follow-ups, pairs made from the training
     tickets, and the feedback's labelled follow-ups as they were read (``earlier [SEP] new``; not down-votes).
     None for a quick model unless asked for (``IntentTrainConfig.followup_pairs``)."""
-    labelled = [
-        (parts[:-1], parts[-1], e.label) for e in extra if not e.negative and CONTEXT_SEPARATOR in e.text for parts in [e.text.split(CONTEXT_SEPARATOR)]
-    ]
+    labelled = [(list(e.followup[0]), e.followup[1], e.label) for e in extra if e.followup and not e.negative]
     limit = cfg.followup_pairs if cfg.followup_pairs is not None else (0 if cfg.quick else READER_PAIRS)
     return reader_pairs([(e.text, e.label) for e in tickets], labelled, limit=limit, seed=cfg.seed)
 
