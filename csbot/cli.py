@@ -166,7 +166,7 @@ def ask(ctx, message: str, session: str | None) -> None:
     type=int,
     default=None,
     help="Follow-ups made from the tickets that the follow-up reader learns from, beside the bundled and labelled ones "
-    "(default: 4000 for a fine-tuned model, none with --quick; 0: no reader)",
+    "(default: 6000 for a fine-tuned model, training.context_pairs.READER_PAIRS; none with --quick; 0: no reader)",
 )
 @click.option("--from-base", is_flag=True, help="Start from the packaged encoder instead of the serving model (a full retrain on everything)")
 @click.option(

@@ -120,7 +120,7 @@ def reader_pairs(
 ) -> list[tuple[list[str], str, str]]:
     """What the follow-up reader (``retrieval.followup_reader``) learns from, as ``(earlier messages, message,
     intent)``: the bundled follow-ups after ticket questions of the intent they follow, up to ``limit`` pairs
-    made from the ticket ``questions`` (``(question, intent)``: elliptical and standalone, ``make_pairs``), and
+    made from the ticket ``questions`` (``(question, intent)``, ``make_pairs``: half elliptical, half short standalone), and
     the deployment's ``labelled`` follow-ups as they were read. ``limit`` 0: none (no reader is fitted)."""
     if limit <= 0:
         return []

@@ -123,7 +123,7 @@ def context_examples(tickets: list[Example], cfg: IntentTrainConfig) -> list[Exa
 
 def followup_reader_pairs(tickets: list[Example], extra: list[Example], cfg: IntentTrainConfig) -> list[tuple[list[str], str, str]]:
     """What the candidate's follow-up reader learns from: the bundled follow-ups, pairs made from the training
-    tickets, and the feedback's labelled follow-ups as they were read (``earlier [SEP] new``; not down-votes).
+    tickets, and the feedback's labelled follow-ups as they were read (``Example.followup``; not down-votes).
     None for a quick model unless asked for (``IntentTrainConfig.followup_pairs``)."""
     labelled = [(list(e.followup[0]), e.followup[1], e.label) for e in extra if e.followup and not e.negative]
     limit = cfg.followup_pairs if cfg.followup_pairs is not None else (0 if cfg.quick else READER_PAIRS)

@@ -58,8 +58,8 @@ class IntentTrainConfig:
     # default: measured +1.2 points on the test half's follow-ups, -2.5 on the dev half, -1.0 on single questions.
     context_pairs: bool = False
     # Follow-up pairs made from the tickets that the follow-up reader (retrieval.followup_reader) is fitted on, beside
-    # the bundled and the labelled follow-ups; 0: no reader. None: 4000 for a fine-tuned candidate, 0 for a quick one
-    # (on the quick model a reader cost single questions 0.23 points: README, Conversations).
+    # the bundled and the labelled follow-ups; 0: no reader. None: READER_PAIRS (training.context_pairs) for a
+    # fine-tuned candidate, 0 for a quick one (on the quick model a reader cost single questions 0.36 points: README).
     followup_pairs: int | None = None
     head_steps: int = 300
     head_lr: float = 0.02
