@@ -34,7 +34,7 @@ from benchmarks.followups import conversations, private_home, run_half, single_t
 from bot.assistant import Assistant  # noqa: E402
 from core.config import Settings  # noqa: E402
 from csbot.wiring import open_assistant  # noqa: E402
-from training.context_pairs import fit_followup_reader, reader_pairs  # noqa: E402
+from training.context_pairs import READER_DRAWS, fit_followup_reader, reader_pairs  # noqa: E402
 from training.data import split_tickets  # noqa: E402
 from training.train_intent import IntentTrainConfig  # noqa: E402
 
@@ -62,7 +62,8 @@ def assistant_with_labels(home: Path, labelled: list[tuple[list[str], str, str]]
     _, model_dir = assistant.registry.current("intent")
     tickets, _ = split_tickets(assistant.kb.labelled())  # what csbot train reads, in its order
     questions = [(e.text, e.label) for e in tickets]
-    fitted = fit_followup_reader(model_dir, reader_pairs(questions, labelled, seed=seed), seed=seed)  # as csbot train fits it
+    draws = [reader_pairs(questions, labelled, seed=seed + k) for k in range(READER_DRAWS)]  # as csbot train draws them
+    fitted = fit_followup_reader(model_dir, draws, seed=seed)
     return assistant.warm_up(), fitted
 
 
@@ -71,7 +72,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("CSBOT_HOME", "var")))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shares", type=float, nargs="+", default=SHARES, help="shares of the dev half's follow-ups given as labels")
-    parser.add_argument("--reader-seed", type=int, default=IntentTrainConfig().seed, help="the seed of the reader's pairs and fit (csbot train: its --seed)")
+    parser.add_argument("--reader-seed", type=int, default=IntentTrainConfig().seed, help="the reader's first draw's seed (csbot train: --seed)")
     parser.add_argument("--skip-single", action="store_true", help="skip the 3,080-query single-turn check")
     parser.add_argument("--out", default="followups_learning.json")
     args = parser.parse_args()

@@ -78,6 +78,14 @@ class FollowupReader:
             optimiser.step()
         return cls(layer.weight.detach().T.contiguous().numpy(), layer.bias.detach().numpy())
 
+    @classmethod
+    def average(cls, readers: list[FollowupReader]) -> FollowupReader:
+        """One reader whose logits are the mean of ``readers``' (each fitted on its own draw of made pairs): the
+        draw decides which complete questions and which made follow-ups a reader sees, and with it how often a
+        single question after another is read wrongly (seed to seed, -0.19 to 0.00 points on the 3,080 test
+        queries); the mean of four is steadier and no worse on follow-ups."""
+        return cls(np.mean([r.weights for r in readers], axis=0), np.mean([r.bias for r in readers], axis=0))
+
     def save(self, model_dir: Path) -> None:
         np.savez(Path(model_dir) / READER_FILE, weights=self.weights, bias=self.bias)
 

@@ -275,6 +275,10 @@ def test_a_reader_is_deterministic_and_a_damaged_one_is_ignored(tmp_path):
     first, again = FollowupReader.fit(alone, together, targets, 2, seed=3), FollowupReader.fit(alone, together, targets, 2, seed=3)
     assert np.array_equal(first.weights, again.weights)
     assert (first.probabilities(alone, together).argmax(1) == targets).mean() > 0.9
+    # the mean of readers fitted on other draws averages their logits (the linear layer's weights)
+    other = FollowupReader.fit(alone[:40], together[:40], targets[:40], 2, seed=4)
+    logits = lambda r: np.hstack([alone, together]) @ r.weights + r.bias  # noqa: E731
+    assert np.allclose(logits(FollowupReader.average([first, other])), (logits(first) + logits(other)) / 2, atol=1e-5)
     first.save(tmp_path)
     assert np.allclose(FollowupReader.load(tmp_path).probabilities(alone, together), first.probabilities(alone, together))
     (tmp_path / READER_FILE).write_bytes(b"not a reader")
@@ -291,8 +295,9 @@ def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
     assert not classifier.reads_followups
     assert assistant.registry.card("intent", version_dir.name)["followup_reader"]["fitted"] is False
     tickets, _ = split_tickets(assistant.kb.labelled())
-    fitted = fit_followup_reader(version_dir, reader_pairs([(e.text, e.label) for e in tickets], limit=1000))
-    assert fitted["fitted"] and fitted["pairs"] > 1000  # the bundled follow-ups beside the pairs made from tickets
+    questions = [(e.text, e.label) for e in tickets]
+    fitted = fit_followup_reader(version_dir, [reader_pairs(questions, limit=1000, seed=k) for k in range(2)])
+    assert fitted["fitted"] and fitted["draws"] == 2 and fitted["pairs"] > 1000  # the bundled follow-ups beside the pairs made from tickets
     assistant = open_assistant(settings)
     classifier = assistant.intent_model()[1]
     assert classifier.reads_followups

@@ -93,6 +93,7 @@ def make_pairs(questions: list[tuple[str, str]], seed: int = 0, standalone_share
 BUNDLED_FOLLOWUPS = Path(__file__).resolve().parent.parent / "data" / "followups_train.csv"
 CONTEXTS_PER_FOLLOWUP = 3  # a bundled follow-up is read after this many ticket questions of the intent it follows
 READER_PAIRS = 6000  # pairs made from the tickets for a fine-tuned candidate's reader (``IntentTrainConfig.followup_pairs``)
+READER_DRAWS = 4  # the reader is the mean of this many, each fitted on its own draw of pairs (``FollowupReader.average``)
 
 
 def bundled_followups(path: Path = BUNDLED_FOLLOWUPS) -> list[tuple[str, str, str]]:
@@ -137,22 +138,32 @@ def reader_pairs(
     return pairs + [(list(earlier), message, intent) for earlier, message, intent in labelled]
 
 
-def fit_followup_reader(model_dir: Path, pairs: list[tuple[list[str], str, str]], seed: int = 0) -> dict:
-    """Fit and save the follow-up reader of the model in ``model_dir`` on ``pairs`` (``reader_pairs``); the card's
-    account. A failure leaves the model without one: its follow-ups are then read by the plain mixture."""
-    if not pairs:
+def fit_followup_reader(model_dir: Path, draws: list[list[tuple[list[str], str, str]]], seed: int = 0) -> dict:
+    """Fit and save the follow-up reader of the model in ``model_dir``: one reader per draw of pairs
+    (``reader_pairs`` with its own seed), averaged (``FollowupReader.average``); the card's account. A text in
+    several draws is embedded once. No pairs, or a failure: the model has no reader, and its follow-ups are read
+    by the plain mixture."""
+    draws = [pairs for pairs in draws if pairs]
+    if not draws:
         return {"fitted": False, "why": "no follow-up pairs (a quick model, or followup_pairs=0)"}
     try:
         classifier = IntentClassifier(model_dir)
         index = {label: i for i, label in enumerate(classifier.labels)}
-        usable = [(earlier, message, intent) for earlier, message, intent in pairs if intent in index]
-        alone = classifier.embed([message for _, message, _ in usable])
-        together = classifier.embed([with_context(earlier, message) for earlier, message, _ in usable])
-        targets = np.array([index[intent] for *_, intent in usable])
-        reader = FollowupReader.fit(alone, together, targets, len(index), seed=seed)
+        draws = [[(earlier, message, intent) for earlier, message, intent in pairs if intent in index] for pairs in draws]
+        texts = sorted({t for pairs in draws for earlier, message, _ in pairs for t in (message, with_context(earlier, message))})
+        embedded = dict(zip(texts, classifier.embed(texts)))
+        readers, fitted = [], []
+        for k, pairs in enumerate(draws):
+            alone = np.stack([embedded[message] for _, message, _ in pairs])
+            together = np.stack([embedded[with_context(earlier, message)] for earlier, message, _ in pairs])
+            targets = np.array([index[intent] for *_, intent in pairs])
+            readers.append(FollowupReader.fit(alone, together, targets, len(index), seed=seed + k))
+            fitted.append((alone, together, targets))
+        reader = FollowupReader.average(readers)
         reader.save(model_dir)
     except Exception as err:
         log.exception("cannot fit the follow-up reader")
         return {"fitted": False, "why": f"{type(err).__name__}: {err}"}
-    fitted = float((reader.probabilities(alone, together).argmax(1) == targets).mean())
-    return {"fitted": True, "pairs": len(usable), "training_accuracy": round(fitted, 4)}
+    alone, together, targets = fitted[0]
+    accuracy = float((reader.probabilities(alone, together).argmax(1) == targets).mean())
+    return {"fitted": True, "draws": len(draws), "pairs": len(draws[0]), "texts_embedded": len(texts), "training_accuracy": round(accuracy, 4)}

@@ -31,7 +31,7 @@ from retrieval.metrics import classification_metrics
 from retrieval.onnx_encoder import ONNX_FILE
 from retrieval.query_map import fit_query_map
 from retrieval.ranker import BASELINE, Ranker
-from training.context_pairs import READER_PAIRS, fit_followup_reader, make_pairs, reader_pairs
+from training.context_pairs import READER_DRAWS, READER_PAIRS, fit_followup_reader, make_pairs, reader_pairs
 from training.data import Example, split_tickets
 from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
 from training.gate import (
@@ -121,13 +121,14 @@ def context_examples(tickets: list[Example], cfg: IntentTrainConfig) -> list[Exa
     return [Example(with_context([p.context], p.message), p.intent) for p in pairs]
 
 
-def followup_reader_pairs(tickets: list[Example], extra: list[Example], cfg: IntentTrainConfig) -> list[tuple[list[str], str, str]]:
+def followup_reader_pairs(tickets: list[Example], extra: list[Example], cfg: IntentTrainConfig, draw: int = 0) -> list[tuple[list[str], str, str]]:
     """What the candidate's follow-up reader learns from: the bundled follow-ups, pairs made from the training
     tickets, and the feedback's labelled follow-ups as they were read (``Example.followup``; not down-votes).
-    None for a quick model unless asked for (``IntentTrainConfig.followup_pairs``)."""
+    None for a quick model unless asked for (``IntentTrainConfig.followup_pairs``). ``draw`` k: the made pairs
+    and the bundled follow-ups' contexts drawn with seed ``cfg.seed + k`` (``READER_DRAWS`` of them are fitted)."""
     labelled = [(list(e.followup[0]), e.followup[1], e.label) for e in extra if e.followup and not e.negative]
     limit = cfg.followup_pairs if cfg.followup_pairs is not None else (0 if cfg.quick else READER_PAIRS)
-    return reader_pairs([(e.text, e.label) for e in tickets], labelled, limit=limit, seed=cfg.seed)
+    return reader_pairs([(e.text, e.label) for e in tickets], labelled, limit=limit, seed=cfg.seed + draw)
 
 
 def retrain(
@@ -278,7 +279,8 @@ def retrain(
         on_step("fitting the map of the candidate's embeddings into the ticket index")
         card["retrieval_map"] = fit_query_map(kb, IntentClassifier(staging).embed, staging, seed=cfg.seed)
     on_step("fitting the follow-up reader on the candidate's embeddings")
-    card["followup_reader"] = fit_followup_reader(staging, followup_reader_pairs(tickets, extra, cfg), seed=cfg.seed)
+    draws = [followup_reader_pairs(tickets, extra, cfg, draw=k) for k in range(READER_DRAWS)]
+    card["followup_reader"] = fit_followup_reader(staging, draws, seed=cfg.seed)
     version = registry.publish(KIND, staging, card)
     if decision.promoted:
         registry.promote(KIND, version, reason=decision.reason)
