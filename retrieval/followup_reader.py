@@ -6,9 +6,9 @@ mixture of ``bot.conversation.combine``) got 53% of the conversation set's dev f
 fine-tuned model. A linear layer over the two embeddings ([alone, with context] -> the intents), fitted on
 labelled follow-ups read with an earlier message, learns how the two combine: which words say what is asked,
 which earlier ones say about what. The encoder stays frozen, so single questions read alone are exactly as
-before; the layer is fitted after each training run on that run's encoder, in about a minute, and saved in the
-model's folder (``followup_reader.npz``) so it serves and is promoted, rolled back and exported with the model it
-belongs to.
+before; the layer is fitted after each training run on that run's encoder (four times, on four draws of pairs,
+and averaged: ``FollowupReader.average``), in about three minutes on a CPU, and saved in the model's folder
+(``followup_reader.npz``) so it serves and is promoted, rolled back and exported with the model it belongs to.
 
 What it learns from (``training.context_pairs.reader_pairs``): the follow-ups written for training
 (``data/followups_train.csv``), each read after ticket questions of the intent it follows; follow-ups made from

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,7 @@ def fit_followup_reader(model_dir: Path, draws: list[list[tuple[list[str], str, 
     (``reader_pairs`` with its own seed), averaged (``FollowupReader.average``); the card's account. A text in
     several draws is embedded once. No pairs, or a failure: the model has no reader, and its follow-ups are read
     by the plain mixture."""
+    started = time.perf_counter()
     draws = [pairs for pairs in draws if pairs]
     if not draws:
         return {"fitted": False, "why": "no follow-up pairs (a quick model, or followup_pairs=0)"}
@@ -166,4 +168,11 @@ def fit_followup_reader(model_dir: Path, draws: list[list[tuple[list[str], str, 
         return {"fitted": False, "why": f"{type(err).__name__}: {err}"}
     alone, together, targets = fitted[0]
     accuracy = float((reader.probabilities(alone, together).argmax(1) == targets).mean())
-    return {"fitted": True, "draws": len(draws), "pairs": len(draws[0]), "texts_embedded": len(texts), "training_accuracy": round(accuracy, 4)}
+    return {
+        "fitted": True,
+        "draws": len(draws),
+        "pairs": len(draws[0]),
+        "texts_embedded": len(texts),
+        "training_accuracy": round(accuracy, 4),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
