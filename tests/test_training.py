@@ -10,6 +10,7 @@ from retrieval.encoder import base_model_path
 from retrieval.followup_reader import READER_FILE
 from retrieval.intent import IntentClassifier
 from retrieval.query_map import MAP_FILE
+from training.context_pairs import READER_DRAWS
 from training.data import Example, is_validation, split_tickets
 from training.train_intent import IntentTrainConfig, calibrate_temperature, train_intent_model
 
@@ -98,6 +99,7 @@ def test_a_fine_tuned_model_starts_from_the_base_encoder_when_asked_and_serves_w
     assert Path(card["init"]).resolve() == base_model_path().resolve()
     # A fine-tuned candidate gets its follow-up reader: the bundled follow-ups and 300 pairs made from the tickets.
     assert card["followup_reader"]["fitted"] and card["followup_reader"]["pairs"] > 600
+    assert card["followup_reader"]["draws"] == READER_DRAWS  # the mean of readers fitted on as many draws of pairs
     assert (registry.path("intent", fresh.version) / READER_FILE).is_file()
     # Its embeddings are mapped into the ticket index's space (retrieval.query_map), fitted on the stored tickets.
     assert card["retrieval_map"]["fitted"] and card["retrieval_map"]["held_out_cosine"] > 0.9
