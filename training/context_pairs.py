@@ -154,19 +154,19 @@ def fit_followup_reader(model_dir: Path, draws: list[list[tuple[list[str], str, 
         draws = [[(earlier, message, intent) for earlier, message, intent in pairs if intent in index] for pairs in draws]
         texts = sorted({t for pairs in draws for earlier, message, _ in pairs for t in (message, with_context(earlier, message))})
         embedded = dict(zip(texts, classifier.embed(texts)))
-        readers, fitted = [], []
-        for k, pairs in enumerate(draws):
+
+        def arrays(pairs: list[tuple[list[str], str, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            """(alone, together, targets) of one draw, from the shared embeddings."""
             alone = np.stack([embedded[message] for _, message, _ in pairs])
             together = np.stack([embedded[with_context(earlier, message)] for earlier, message, _ in pairs])
-            targets = np.array([index[intent] for *_, intent in pairs])
-            readers.append(FollowupReader.fit(alone, together, targets, len(index), seed=seed + k))
-            fitted.append((alone, together, targets))
-        reader = FollowupReader.average(readers)
+            return alone, together, np.array([index[intent] for *_, intent in pairs])
+
+        reader = FollowupReader.average([FollowupReader.fit(*arrays(pairs), len(index), seed=seed + k) for k, pairs in enumerate(draws)])
         reader.save(model_dir)
     except Exception as err:
         log.exception("cannot fit the follow-up reader")
         return {"fitted": False, "why": f"{type(err).__name__}: {err}"}
-    alone, together, targets = fitted[0]
+    alone, together, targets = arrays(draws[0])
     accuracy = float((reader.probabilities(alone, together).argmax(1) == targets).mean())
     return {
         "fitted": True,

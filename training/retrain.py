@@ -131,6 +131,11 @@ def followup_reader_pairs(tickets: list[Example], extra: list[Example], cfg: Int
     return reader_pairs([(e.text, e.label) for e in tickets], labelled, limit=limit, seed=cfg.seed + draw)
 
 
+def followup_reader_draws(tickets: list[Example], extra: list[Example], cfg: IntentTrainConfig) -> list[list[tuple[list[str], str, str]]]:
+    """The ``READER_DRAWS`` draws of ``followup_reader_pairs`` that ``fit_followup_reader`` fits and averages."""
+    return [followup_reader_pairs(tickets, extra, cfg, draw=k) for k in range(READER_DRAWS)]
+
+
 def retrain(
     settings: Settings,
     cfg: IntentTrainConfig = IntentTrainConfig(),
@@ -279,8 +284,7 @@ def retrain(
         on_step("fitting the map of the candidate's embeddings into the ticket index")
         card["retrieval_map"] = fit_query_map(kb, IntentClassifier(staging).embed, staging, seed=cfg.seed)
     on_step("fitting the follow-up reader on the candidate's embeddings")
-    draws = [followup_reader_pairs(tickets, extra, cfg, draw=k) for k in range(READER_DRAWS)]
-    card["followup_reader"] = fit_followup_reader(staging, draws, seed=cfg.seed)
+    card["followup_reader"] = fit_followup_reader(staging, followup_reader_draws(tickets, extra, cfg), seed=cfg.seed)
     version = registry.publish(KIND, staging, card)
     if decision.promoted:
         registry.promote(KIND, version, reason=decision.reason)
