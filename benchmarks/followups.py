@@ -32,6 +32,7 @@ from benchmarks.common import DATA, read_csv, write_result  # noqa: E402
 from bot.assistant import Assistant  # noqa: E402
 from bot.conversation import CONTEXT_TURNS, CONTEXT_WINDOW_S  # noqa: E402
 from core.config import Settings  # noqa: E402
+from core.types import Reply  # noqa: E402
 from csbot.wiring import open_assistant  # noqa: E402
 
 
@@ -54,6 +55,14 @@ def conversations(split: str) -> list[list[dict]]:
     return [sorted(turns, key=lambda r: int(r["turn"])) for turns in by_id.values()]
 
 
+def resolved(reply: Reply, intent: str) -> bool:
+    """The customer gets the right answer now or one click away: answered with ``intent``, or asked to clarify with
+    ``intent`` among the buttons offered."""
+    if reply.action == "answer":
+        return reply.intent == intent
+    return reply.action == "clarify" and intent in {s.intent for s in reply.suggestions}
+
+
 def run_half(assistant: Assistant, split: str) -> dict:
     convs = conversations(split)
     outcome: dict[str, list[bool]] = defaultdict(list)
@@ -72,6 +81,7 @@ def run_half(assistant: Assistant, split: str) -> dict:
                 if row["kind"] == "followup":
                     outcome[f"followup_{way}"].append(reply.intent == row["intent"])
                     outcome[f"followup_answered_right_{way}"].append(reply.action == "answer" and reply.intent == row["intent"])
+                    outcome[f"followup_resolved_{way}"].append(resolved(reply, row["intent"]))
             used_context += bool(together.context_turn_id)
     rate = {k: round(sum(v) / len(v), 4) for k, v in sorted(outcome.items())}
     n_followups = len(outcome["followup_context"])
@@ -81,6 +91,8 @@ def run_half(assistant: Assistant, split: str) -> dict:
         "standalone_turns": len(outcome["standalone_context"]),
         "followup_accuracy_without_context": rate["followup_alone"],
         "followup_accuracy_with_context": rate["followup_context"],
+        "followup_resolved_without_context": rate["followup_resolved_alone"],
+        "followup_resolved_with_context": rate["followup_resolved_context"],
         "standalone_accuracy_without_context": rate["standalone_alone"],
         "standalone_accuracy_with_context": rate["standalone_context"],
         "read_with_context": used_context,
