@@ -82,6 +82,7 @@ def run_half(assistant: Assistant, split: str) -> dict:
                     outcome[f"followup_{way}"].append(reply.intent == row["intent"])
                     outcome[f"followup_answered_right_{way}"].append(reply.action == "answer" and reply.intent == row["intent"])
                     outcome[f"followup_resolved_{way}"].append(resolved(reply, row["intent"]))
+                    outcome[f"followup_answered_wrong_{way}"].append(reply.action == "answer" and reply.intent != row["intent"])
             used_context += bool(together.context_turn_id)
     rate = {k: round(sum(v) / len(v), 4) for k, v in sorted(outcome.items())}
     n_followups = len(outcome["followup_context"])
@@ -93,6 +94,7 @@ def run_half(assistant: Assistant, split: str) -> dict:
         "followup_accuracy_with_context": rate["followup_context"],
         "followup_resolved_without_context": rate["followup_resolved_alone"],
         "followup_resolved_with_context": rate["followup_resolved_context"],
+        "followup_answered_wrong_with_context": rate["followup_answered_wrong_context"],
         "standalone_accuracy_without_context": rate["standalone_alone"],
         "standalone_accuracy_with_context": rate["standalone_context"],
         "read_with_context": used_context,

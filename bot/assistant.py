@@ -257,8 +257,10 @@ class Assistant:
         seen = {t.id for t, _ in retrieved_together}
         merged = sorted(retrieved_together + [(t, s) for t, s in retrieved if t.id not in seen], key=lambda ts: -ts[1])
         if classifier.reads_followups:
-            read = classifier.read_followups(alone_vector[None, :], together_vector[None, :])[0]
-            return (read, merged) if read.confidence > alone.confidence else None
+            alone_vector, together_vector = alone_vector[None, :], together_vector[None, :]
+            if classifier.read_followups(alone_vector, together_vector, calibrated=False)[0].confidence <= alone.confidence:
+                return None
+            return classifier.read_followups(alone_vector, together_vector)[0], merged  # calibrated: answer, clarify or hand off
         return combine(alone, together), merged
 
     def next_questions_for(self, intent: str) -> list[Suggestion]:

@@ -314,6 +314,11 @@ def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
     read = assistant.respond(followup, "s1")
     alone_vector, together_vector = classifier.embed([followup, with_context([first], followup)])
     assert read.context_turn_id and read.intent == classifier.read_followups(alone_vector[None, :], together_vector[None, :])[0].intent
+    # the reading routes the reply at the reader's temperature: the same order, less sure than as fitted
+    calibrated = classifier.read_followups(alone_vector[None, :], together_vector[None, :])[0]
+    as_fitted = classifier.read_followups(alone_vector[None, :], together_vector[None, :], calibrated=False)[0]
+    assert calibrated.labels == as_fitted.labels and calibrated.confidence < as_fitted.confidence
+    assert read.confidence == round(calibrated.confidence, 4)
     # a reader no surer than the message alone (this one is sure of nothing) leaves the message to its own words
     hidden = alone_vector.shape[0]
     FollowupReader(np.zeros((2 * hidden, len(classifier.labels)), np.float32), np.zeros(len(classifier.labels), np.float32)).save(version_dir)
