@@ -121,19 +121,28 @@ def context_examples(tickets: list[Example], cfg: IntentTrainConfig) -> list[Exa
     return [Example(with_context([p.context], p.message), p.intent) for p in pairs]
 
 
-def followup_reader_pairs(tickets: list[Example], extra: list[Example], cfg: IntentTrainConfig, draw: int = 0) -> list[tuple[list[str], str, str]]:
+def followup_reader_pairs(
+    tickets: list[Example], extra: list[Example], cfg: IntentTrainConfig, draw: int = 0, val: list[Example] = ()
+) -> list[tuple[list[str], str, str]]:
     """What the candidate's follow-up reader learns from: the bundled follow-ups, pairs made from the training
-    tickets, and the feedback's labelled follow-ups as they were read (``Example.followup``; not down-votes).
-    None for a quick model unless asked for (``IntentTrainConfig.followup_pairs``). ``draw`` k: the made pairs
-    and the bundled follow-ups' contexts drawn with seed ``cfg.seed + k`` (``READER_DRAWS`` of them are fitted)."""
+    tickets, the short validation questions after unrelated ones (the encoder never trained on those), and the
+    feedback's labelled follow-ups as they were read (``Example.followup``; not down-votes). None for a quick
+    model unless asked for (``IntentTrainConfig.followup_pairs``). ``draw`` k: the made pairs drawn with seed
+    ``cfg.seed + k`` (``READER_DRAWS`` of them are fitted); the earlier messages of the bundled follow-ups and
+    the validation questions with ``cfg.seed`` in every draw, so the draws share those texts and ``csbot train``
+    embeds them once (2,210 bundled follow-ups, three contexts each)."""
     labelled = [(list(e.followup[0]), e.followup[1], e.label) for e in extra if e.followup and not e.negative]
     limit = cfg.followup_pairs if cfg.followup_pairs is not None else (0 if cfg.quick else READER_PAIRS)
-    return reader_pairs([(e.text, e.label) for e in tickets], labelled, limit=limit, seed=cfg.seed + draw)
+    unseen = [(e.text, e.label) for e in val]
+    questions = [(e.text, e.label) for e in tickets]
+    return reader_pairs(questions, labelled, limit=limit, seed=cfg.seed + draw, unseen=unseen, contexts_seed=cfg.seed)
 
 
-def followup_reader_draws(tickets: list[Example], extra: list[Example], cfg: IntentTrainConfig) -> list[list[tuple[list[str], str, str]]]:
+def followup_reader_draws(
+    tickets: list[Example], extra: list[Example], cfg: IntentTrainConfig, val: list[Example] = ()
+) -> list[list[tuple[list[str], str, str]]]:
     """The ``READER_DRAWS`` draws of ``followup_reader_pairs`` that ``fit_followup_reader`` fits and averages."""
-    return [followup_reader_pairs(tickets, extra, cfg, draw=k) for k in range(READER_DRAWS)]
+    return [followup_reader_pairs(tickets, extra, cfg, draw=k, val=val) for k in range(READER_DRAWS)]
 
 
 def retrain(
@@ -284,7 +293,7 @@ def retrain(
         on_step("fitting the map of the candidate's embeddings into the ticket index")
         card["retrieval_map"] = fit_query_map(kb, IntentClassifier(staging).embed, staging, seed=cfg.seed)
     on_step("fitting the follow-up reader on the candidate's embeddings")
-    card["followup_reader"] = fit_followup_reader(staging, followup_reader_draws(tickets, extra, cfg), seed=cfg.seed)
+    card["followup_reader"] = fit_followup_reader(staging, followup_reader_draws(tickets, extra, cfg, val), seed=cfg.seed)
     version = registry.publish(KIND, staging, card)
     if decision.promoted:
         registry.promote(KIND, version, reason=decision.reason)
