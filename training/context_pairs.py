@@ -119,7 +119,7 @@ def bundled_pairs(questions: list[tuple[str, str]], rng: random.Random, leave_ou
 
 def unseen_standalone_pairs(questions: list[tuple[str, str]], unseen: list[tuple[str, str]], rng: random.Random) -> list[tuple[list[str], str, str]]:
     """The short ``unseen`` questions (at most ``READ_WORDS`` words; ``(question, intent)``), each after
-    ``CONTEXTS_PER_FOLLOWUP`` unrelated ticket ``questions``, keeping their own intent.
+    ``CONTEXTS_PER_FOLLOWUP`` ticket ``questions`` drawn at random (mostly unrelated), keeping their own intent.
 
     Why: the encoder was fine-tuned on the ticket questions, so read alone they are cleanly told apart, and a
     reader fitted only on them learns to trust the message alone less than it should for a question it has
