@@ -16,6 +16,7 @@ from core.types import CHOSE_PREFIX, Feedback, Reply
 from csbot.wiring import open_assistant, retrain
 from retrieval.followup_reader import READ_BELOW, READER_FILE, FollowupReader
 from retrieval.intent import IntentPrediction, with_context
+from retrieval.ranker import Candidate
 from tests.conftest import DATA, with_thresholds
 from training.context_pairs import CONTEXTS_PER_FOLLOWUP, bundled_followups, fit_followup_reader, reader_pairs
 from training.data import Example, split_tickets
@@ -32,6 +33,25 @@ def test_a_followup_is_read_with_the_turn_before_it(assistant):
     assert stored["context_turn_id"] == first.turn_id  # votes on it say whether context helps
     alone = assistant.respond("is there a fee for a new one?", "s2")  # a new session: nothing to lean on
     assert alone.context_turn_id == ""
+
+
+def test_a_followup_is_answered_with_its_read_intent_even_when_that_ticket_is_less_similar(assistant):
+    """The out-of-scope check asks whether anything retrieved is close; a follow-up read with its context is then
+    answered with a ticket of the read intent, though that ticket alone is under the similarity bar ("and what
+    does it cost?" after a transfer question: the one transfer_fee_charged ticket at 0.44, transfers at 0.71)."""
+    fee, other = assistant.store.first_ticket("transfer_fee_charged"), assistant.store.first_ticket("receiving_money")
+    bar = assistant.settings.min_similarity
+    ranked = [Candidate(other, bar + 0.2, 0.1, 0.9), Candidate(fee, bar - 0.05, 0.8, 0.5)]
+    prediction = IntentPrediction(["transfer_fee_charged", "receiving_money"], [0.8, 0.1])
+    base = Reply(turn_id="t", session_id="s", action="handoff", text="", intent="", confidence=0.0, context_turn_id="earlier")
+    reply = assistant._route(base, prediction, ranked, (0.5, 0.25))
+    assert reply.action == "answer" and reply.intent == "transfer_fee_charged" and reply.text == fee.answer
+    # nothing retrieved is close: out of scope, with or without a context
+    far = [replace(c, similarity=bar - 0.1) for c in ranked]
+    assert assistant._route(base, prediction, far, (0.5, 0.25)).action == "handoff"
+    # a message read alone is answered with the best-ranked ticket, as before
+    alone = assistant._route(replace(base, context_turn_id=""), prediction, ranked, (0.5, 0.25))
+    assert alone.action == "answer" and alone.text == other.answer
 
 
 def test_a_labelled_followup_is_learnt_as_it_was_read(assistant):
