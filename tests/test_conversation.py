@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
+from bot.assistant import WIDER_SEARCH
 from bot.conversation import CONTEXT_WINDOW_S, Context, combine, context_bar, looks_like_followup
 from core.errors import InputError, UnknownTurn
 from core.next_questions import MIN_COUNT, NextQuestions
@@ -16,6 +17,7 @@ from core.types import CHOSE_PREFIX, Feedback, Reply
 from csbot.wiring import open_assistant, retrain
 from retrieval.followup_reader import READ_BELOW, READER_FILE, FollowupReader
 from retrieval.intent import IntentPrediction, with_context
+from retrieval.query_map import query_vectors
 from retrieval.ranker import Candidate
 from tests.conftest import DATA, with_thresholds
 from training.context_pairs import CONTEXTS_PER_FOLLOWUP, bundled_followups, fit_followup_reader, reader_pairs
@@ -52,6 +54,22 @@ def test_a_followup_is_answered_with_its_read_intent_even_when_that_ticket_is_le
     # a message read alone is answered with the best-ranked ticket, as before
     alone = assistant._route(replace(base, context_turn_id=""), prediction, ranked, (0.5, 0.25))
     assert alone.action == "answer" and alone.text == other.answer
+
+
+def test_a_followup_read_as_an_intent_nothing_retrieved_has_gets_that_intents_nearest_tickets(assistant):
+    """The context settles a follow-up's intent, but its few words may retrieve only other intents' tickets ("it got
+    declined again online" after a virtual card: disposable-card tickets); the read intent's nearest tickets come
+    from a wider search, so the reply answers with the intent it was read as."""
+    _, classifier = assistant.intent_model()
+    text = with_context(["My virtual card isn't working"], "it got declined again online")
+    _, retrieved, vector = assistant._understand((classifier, text))
+    near = {t.intent for t, _ in retrieved}
+    wider = assistant.kb.search(query_vectors(classifier, assistant.kb.encoder, [text], vector[None, :]), WIDER_SEARCH)[0]
+    absent = next(t.intent for t, _ in wider if t.intent and t.intent not in near)
+    found = assistant._tickets_of(classifier, absent, text, vector, retrieved)
+    assert found and {t.intent for t, _ in found} == {absent} and len(found) <= assistant.settings.top_k
+    assert [t.id for t, _ in found] == [t.id for t, _ in wider if t.intent == absent][: len(found)]  # nearest first
+    assert assistant._tickets_of(classifier, retrieved[0][0].intent, text, vector, retrieved) == []  # one was retrieved
 
 
 def test_a_labelled_followup_is_learnt_as_it_was_read(assistant):
