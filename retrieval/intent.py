@@ -22,7 +22,6 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 
 from retrieval.encoder import CPU_SUB_BATCH, embed_shortest_first, fast_inference, mean_pool
-from retrieval.followup_reader import TEMPERATURE as READER_TEMPERATURE
 from retrieval.followup_reader import FollowupReader
 from retrieval.onnx_encoder import OnnxEncoder, onnx_wanted
 from retrieval.query_map import QueryMap
@@ -206,13 +205,13 @@ class IntentClassifier:
 
     def read_followups(self, alone: np.ndarray, together: np.ndarray, top: int = 5, calibrated: bool = True) -> list[IntentPrediction]:
         """Follow-ups from their embeddings alone and read with their context, as the follow-up reader reads them
-        (it sees the message alone too, and learnt how much to trust each reading). ``calibrated``: at the reader's
-        ``TEMPERATURE``, the confidence that routes the reply; else as fitted (``bot.assistant`` takes the reading
-        when that is surer than the message alone, the rule tuned before the temperature)."""
+        (it sees the message alone too, and learnt how much to trust each reading). ``calibrated``: the reader's
+        ``reading`` (its layer at ``TEMPERATURE`` with the nearest labelled pairs' vote), which routes the reply;
+        else its layer as fitted (``bot.assistant`` takes the reading when that is surer than the message alone)."""
         self.warm_up()
         if self._reader is None:
             raise ValueError(f"{self.model_dir} has no follow-up reader")
-        return self.predict_probabilities(self._reader.probabilities(alone, together, READER_TEMPERATURE if calibrated else 1.0), top)
+        return self.predict_probabilities(self._reader.reading(alone, together) if calibrated else self._reader.probabilities(alone, together), top)
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Calibrated probabilities: softmax(logits / temperature)."""

@@ -339,6 +339,24 @@ def test_a_reader_is_deterministic_and_a_damaged_one_is_ignored(tmp_path):
     assert FollowupReader.load(tmp_path) is None
 
 
+def test_the_nearest_labelled_pairs_vote_on_what_a_followup_asks(tmp_path):
+    """A linear layer draws one boundary per intent; which of two neighbouring intents is meant can depend on both
+    readings together, which the pairs nearest a follow-up know. The vote is saved with the reader."""
+    rng = np.random.default_rng(1)
+    alone, together = rng.normal(size=(300, 4)).astype(np.float32), rng.normal(size=(300, 4)).astype(np.float32)
+    targets = ((alone[:, 0] > 0) ^ (together[:, 1] > 0)).astype(int)  # no line separates them
+    layer = FollowupReader.fit(alone, together, targets, 2, seed=0)
+    voting = layer.remembering(alone[:200], together[:200], targets[:200])
+    held = slice(200, None)
+    right = lambda reader: (reader.reading(alone[held], together[held]).argmax(1) == targets[held]).mean()  # noqa: E731
+    assert right(voting) > right(layer) + 0.1
+    # whether a reading is taken is decided on the layer as fitted, which the vote leaves alone
+    assert np.array_equal(voting.probabilities(alone, together), layer.probabilities(alone, together))
+    voting.save(tmp_path)
+    loaded = FollowupReader.load(tmp_path)
+    assert np.array_equal(loaded.memory_labels, targets[:200]) and np.allclose(loaded.reading(alone, together), voting.reading(alone, together), atol=1e-3)
+
+
 def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
     """A first start's quick model has no reader (it cost single questions accuracy); one fitted on its embeddings
     reads a short follow-up, sure enough alone to be answered alone under the plain mixture's bar (the answer
@@ -368,10 +386,13 @@ def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
     read = assistant.respond(followup, "s1")
     alone_vector, together_vector = classifier.embed([followup, with_context([first], followup)])
     assert read.context_turn_id and read.intent == classifier.read_followups(alone_vector[None, :], together_vector[None, :])[0].intent
-    # the reading routes the reply at the reader's temperature: the same order, less sure than as fitted
+    # the reading routes the reply; whether it is taken at all is decided on the layer as fitted
     calibrated = classifier.read_followups(alone_vector[None, :], together_vector[None, :])[0]
     as_fitted = classifier.read_followups(alone_vector[None, :], together_vector[None, :], calibrated=False)[0]
-    assert calibrated.labels == as_fitted.labels and calibrated.confidence < as_fitted.confidence
+    reader = FollowupReader.load(version_dir)  # calibrated: the layer with its nearest pairs' vote, softened; as fitted: the layer
+    assert reader.memory is not None and len(reader.memory_labels) == fitted["voting_pairs"] == fitted["pairs"]
+    assert np.isclose(calibrated.confidence, reader.reading(alone_vector[None, :], together_vector[None, :]).max(), atol=1e-4)
+    assert np.isclose(as_fitted.confidence, reader.probabilities(alone_vector[None, :], together_vector[None, :]).max(), atol=1e-4)
     assert read.confidence == round(calibrated.confidence, 4)
     # a reader no surer than the message alone (this one is sure of nothing) leaves the message to its own words
     hidden = alone_vector.shape[0]

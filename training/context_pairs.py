@@ -188,16 +188,18 @@ def fit_followup_reader(model_dir: Path, draws: list[list[tuple[list[str], str, 
             return alone, together, np.array([index[intent] for *_, intent in pairs])
 
         reader = FollowupReader.average([FollowupReader.fit(*arrays(pairs), len(index), seed=seed + k) for k, pairs in enumerate(draws)])
+        alone, together, targets = arrays(draws[0])
+        reader = reader.remembering(alone, together, targets)  # the first draw's pairs vote (FollowupReader.reading)
         reader.save(model_dir)
     except Exception as err:
         log.exception("cannot fit the follow-up reader")
         return {"fitted": False, "why": f"{type(err).__name__}: {err}"}
-    alone, together, targets = arrays(draws[0])
     accuracy = float((reader.probabilities(alone, together).argmax(1) == targets).mean())
     return {
         "fitted": True,
         "draws": len(draws),
         "pairs": len(draws[0]),
+        "voting_pairs": len(targets),
         "texts_embedded": len(texts),
         "training_accuracy": round(accuracy, 4),
         "seconds": round(time.perf_counter() - started, 1),
