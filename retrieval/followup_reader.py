@@ -17,6 +17,9 @@ own intent; the short questions of the validation split (never trained on by the
 ones, which keep theirs too; and every labelled follow-up of the deployment's own customers, read with the
 context it was answered in.
 
+The layer's reading is then voted on by the ``NEIGHBOURS`` labelled pairs nearest the follow-up (``reading``):
+the layer blurs neighbouring intents, the nearest written follow-ups after the same kind of question tell them apart.
+
 With a reader, a follow-up-like message of at most ``READ_WORDS`` words is read with its context while the
 model alone is less than ``READ_BELOW`` sure, even when it names a topic the context did not
 (``Context.leans_on``); a longer one, and every message without a reader, only below the answer threshold
