@@ -252,7 +252,9 @@ class Assistant:
         mixture); retrieve with both readings (the context names the topic). None when the reader is no surer
         than the message alone: the message then stands alone (a short question after an unrelated one, where
         reading it with the context cost single questions accuracy)."""
-        together, retrieved_together, together_vector = self._understand((classifier, context.text_with(text)))
+        together_text = context.text_with(text)
+        together_vector, together_search = self._encode((classifier, together_text))  # its search vector: ``_tickets_of``
+        together, retrieved_together = self._lookup((classifier, together_text, together_vector, together_search))
         seen = {t.id for t, _ in retrieved_together}
         merged = sorted(retrieved_together + [(t, s) for t, s in retrieved if t.id not in seen], key=lambda ts: -ts[1])
         if classifier.reads_followups:
@@ -262,17 +264,16 @@ class Assistant:
             read = classifier.read_followups(alone_vector, together_vector)[0]  # calibrated: answer, clarify or hand off
         else:
             read = combine(alone, together)
-        return read, merged + self._tickets_of(classifier, read.intent, context.text_with(text), together_vector, merged)
+        return read, merged + self._tickets_of(read.intent, together_search, merged)
 
-    def _tickets_of(self, classifier: IntentClassifier, intent: str, text: str, intent_vector: np.ndarray, retrieved: list) -> list:
+    def _tickets_of(self, intent: str, search_vector: np.ndarray, retrieved: list) -> list:
         """When none of the ``retrieved`` tickets is of ``intent`` (what a follow-up was read as), the nearest of that
         intent's tickets from a wider search: the context settles the intent, and the words of a short follow-up
         ("it got declined again online") are often closer to another intent's tickets. Without them the reply
         answered with the nearest ticket of another intent (5 of the dev half's 277 follow-ups, 2026-12-07)."""
         if not intent or any(t.intent == intent for t, _ in retrieved):
             return []
-        vector = query_vectors(classifier, self.kb.encoder, [text], np.atleast_2d(intent_vector))
-        wider = self.kb.search(vector, WIDER_SEARCH)[0]
+        wider = self.kb.search(np.atleast_2d(search_vector), WIDER_SEARCH)[0]
         return [(t, s) for t, s in wider if t.intent == intent][: self.settings.top_k]
 
     def next_questions_for(self, intent: str) -> list[Suggestion]:

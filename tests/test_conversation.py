@@ -64,12 +64,13 @@ def test_a_followup_read_as_an_intent_nothing_retrieved_has_gets_that_intents_ne
     text = with_context(["My virtual card isn't working"], "it got declined again online")
     _, retrieved, vector = assistant._understand((classifier, text))
     near = {t.intent for t, _ in retrieved}
-    wider = assistant.kb.search(query_vectors(classifier, assistant.kb.encoder, [text], vector[None, :]), WIDER_SEARCH)[0]
+    search = query_vectors(classifier, assistant.kb.encoder, [text], vector[None, :])  # what respond searched with
+    wider = assistant.kb.search(search, WIDER_SEARCH)[0]
     absent = next(t.intent for t, _ in wider if t.intent and t.intent not in near)
-    found = assistant._tickets_of(classifier, absent, text, vector, retrieved)
+    found = assistant._tickets_of(absent, search[0], retrieved)
     assert found and {t.intent for t, _ in found} == {absent} and len(found) <= assistant.settings.top_k
     assert [t.id for t, _ in found] == [t.id for t, _ in wider if t.intent == absent][: len(found)]  # nearest first
-    assert assistant._tickets_of(classifier, retrieved[0][0].intent, text, vector, retrieved) == []  # one was retrieved
+    assert assistant._tickets_of(retrieved[0][0].intent, search[0], retrieved) == []  # one was retrieved
 
 
 def test_a_labelled_followup_is_learnt_as_it_was_read(assistant):
