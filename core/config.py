@@ -39,6 +39,9 @@ class Settings:
     port: int = 7860
     default_tickets: Path = _DATA_DIR / "tickets.csv"
     eval_file: Path = _DATA_DIR / "eval.csv"
+    # follow-ups written for training (earlier_intent,message,intent), which every fine-tuned model's follow-up reader
+    # learns from; a team whose intents are not BANKING77's writes its own (data/README.md)
+    followups_file: Path = _DATA_DIR / "followups_train.csv"
     answer_threshold: float = 0.5  # calibrated confidence needed to answer outright
     handoff_threshold: float = 0.2  # below this the question is out of scope: hand off to a person
     min_similarity: float = 0.45  # hand off when no ticket is this close (cosine): the question is about something else

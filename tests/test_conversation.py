@@ -14,16 +14,16 @@ from bot.conversation import CONTEXT_WINDOW_S, Context, combine, context_bar, lo
 from core.errors import InputError, UnknownTurn
 from core.next_questions import MIN_COUNT, NextQuestions
 from core.types import CHOSE_PREFIX, Feedback, Reply
-from csbot.wiring import open_assistant, retrain
+from csbot.wiring import open_assistant
 from retrieval.followup_reader import READ_BELOW, READER_FILE, FollowupReader
 from retrieval.intent import IntentPrediction, with_context
 from retrieval.query_map import query_vectors
 from retrieval.ranker import Candidate
 from tests.conftest import DATA, with_thresholds
-from training.context_pairs import CONTEXTS_PER_FOLLOWUP, bundled_followups, fit_followup_reader, reader_pairs
+from training.context_pairs import CONTEXTS_PER_FOLLOWUP, READER_DRAWS, READER_PAIRS, bundled_followups, fit_followup_reader, reader_pairs
 from training.data import Example, split_tickets
 from training.feedback import build_feedback_dataset
-from training.retrain import audit_votes, followup_reader_pairs, refresh_next_questions
+from training.retrain import audit_votes, followup_reader_draws, followup_reader_pairs, reader_limit, refresh_next_questions
 from training.train_intent import IntentTrainConfig
 
 
@@ -369,8 +369,9 @@ def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
     assert assistant.registry.card("intent", version_dir.name)["followup_reader"]["fitted"] is False
     tickets, _ = split_tickets(assistant.kb.labelled())
     questions = [(e.text, e.label) for e in tickets]
-    fitted = fit_followup_reader(version_dir, [reader_pairs(questions, limit=1000)])  # one draw: averaging is tested above
-    assert fitted["fitted"] and fitted["draws"] == 1 and fitted["pairs"] > 1000  # the bundled follow-ups beside the pairs made from tickets
+    written = bundled_followups(settings.followups_file)
+    fitted = fit_followup_reader(version_dir, [reader_pairs(questions, limit=1000, followups=written)])  # one draw: averaging is tested above
+    assert fitted["fitted"] and fitted["draws"] == 1 and fitted["pairs"] > 1000 + len(written)  # the written follow-ups beside the pairs made from tickets
     assistant = open_assistant(settings)
     classifier = assistant.intent_model()[1]
     assert classifier.reads_followups
@@ -406,6 +407,8 @@ def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
     plain = open_assistant(settings)
     plain.respond(first, "s2")
     assert plain.respond(followup, "s2").context_turn_id == ""
-    result = retrain(settings, IntentTrainConfig(quick=True, head_steps=30))
-    assert not (plain.registry.path("intent", result.version) / READER_FILE).exists()
-    assert plain.registry.card("intent", result.version)["followup_reader"]["fitted"] is False
+    # a quick candidate gets no reader unless asked for: `retrain` fits it on these draws, all empty
+    assert reader_limit(IntentTrainConfig(quick=True)) == 0 and reader_limit(IntentTrainConfig()) == READER_PAIRS
+    quick_draws = followup_reader_draws(tickets, [], IntentTrainConfig(quick=True), followups=written)
+    assert quick_draws == [[]] * READER_DRAWS and fit_followup_reader(version_dir, quick_draws)["fitted"] is False
+    assert not (version_dir / READER_FILE).exists()

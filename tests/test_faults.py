@@ -131,3 +131,17 @@ def test_file_arguments_that_are_not_ticket_files_are_refused_plainly(home, tmp_
         assert result.exit_code != 0 and "Traceback" not in result.output, (args, result.output)
         assert result.output.strip().startswith(("Error", "Usage")), result.output
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_broken_followups_file_is_one_plain_sentence_before_any_training(home, settings, tmp_path, monkeypatch):
+    """The written follow-ups a reader learns from are a setting (a team whose intents are not BANKING77's writes
+    its own); a file without the columns stops `csbot train` at once with what to fix, and nothing is published."""
+    broken = tmp_path / "followups.csv"
+    broken.write_text("question,answer\nhow long does it take?,two days\n")
+    monkeypatch.setenv("CSBOT_FOLLOWUPS_FILE", str(broken))
+    registry = ModelRegistry(settings.models_dir)
+    before = [v["version"] for v in registry.versions("intent")]
+    result = run(home, "train", "--quick", "--followup-pairs", "10")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"cannot read the written follow-ups in {broken}" in result.output and "earlier_intent, message and intent" in result.output
+    assert [v["version"] for v in registry.versions("intent")] == before

@@ -10,7 +10,7 @@ from retrieval.encoder import base_model_path
 from retrieval.followup_reader import READER_FILE
 from retrieval.intent import IntentClassifier
 from retrieval.query_map import MAP_FILE
-from training.context_pairs import READER_DRAWS
+from training.context_pairs import CONTEXTS_PER_FOLLOWUP, READER_DRAWS, bundled_followups
 from training.data import Example, is_validation, split_tickets
 from training.train_intent import IntentTrainConfig, calibrate_temperature, train_intent_model
 
@@ -97,8 +97,10 @@ def test_a_fine_tuned_model_starts_from_the_base_encoder_when_asked_and_serves_w
     fresh = retrain(settings, IntentTrainConfig(epochs=1, max_steps=1, linear_probe_first=False, from_base=True, followup_pairs=300))
     card = registry.card("intent", fresh.version)
     assert Path(card["init"]).resolve() == base_model_path().resolve()
-    # A fine-tuned candidate gets its follow-up reader: the bundled follow-ups and 300 pairs made from the tickets.
-    assert card["followup_reader"]["fitted"] and card["followup_reader"]["pairs"] > 600
+    # A fine-tuned candidate gets its follow-up reader: the written follow-ups (the settings' file, each after three
+    # questions of the intent it follows) and 300 pairs made from the tickets.
+    written = len(bundled_followups(settings.followups_file))
+    assert card["followup_reader"]["fitted"] and card["followup_reader"]["pairs"] >= 300 + CONTEXTS_PER_FOLLOWUP * written
     assert card["followup_reader"]["draws"] == READER_DRAWS  # the mean of readers fitted on as many draws of pairs
     assert (registry.path("intent", fresh.version) / READER_FILE).is_file()
     # Its embeddings are mapped into the ticket index's space (retrieval.query_map), fitted on the stored tickets.

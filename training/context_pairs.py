@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import CsbotError
 from core.topics import KEEP_ASKED, PHRASES, topics_named
 from retrieval.followup_reader import READ_WORDS, FollowupReader
 from retrieval.intent import IntentClassifier, with_context
@@ -98,20 +99,33 @@ READER_DRAWS = 4  # the reader is the mean of this many, each fitted on its own 
 
 
 def bundled_followups(path: Path = BUNDLED_FOLLOWUPS) -> list[tuple[str, str, str]]:
-    """``(earlier intent, follow-up, its intent)`` rows written for training (``data/followups_train.csv``)."""
-    with path.open(newline="") as f:
-        return [(row["earlier_intent"], row["message"], row["intent"]) for row in csv.DictReader(f)]
+    """``(earlier intent, follow-up, its intent)`` rows written for training (``data/followups_train.csv``, or a
+    deployment's own: ``Settings.followups_file``); a missing or malformed file is one plain sentence."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8") as f:
+            return [(row["earlier_intent"], row["message"], row["intent"]) for row in csv.DictReader(f)]
+    except (OSError, KeyError, UnicodeDecodeError, csv.Error) as err:
+        raise CsbotError(
+            f"cannot read the written follow-ups in {path} ({type(err).__name__}: {err}); it needs the columns "
+            "earlier_intent, message and intent (set CSBOT_FOLLOWUPS_FILE)"
+        ) from err
 
 
-def bundled_pairs(questions: list[tuple[str, str]], rng: random.Random, leave_out: set[str] = frozenset()) -> list[tuple[list[str], str, str]]:
-    """The bundled follow-ups, each read after ``CONTEXTS_PER_FOLLOWUP`` ticket questions (``(question, intent)``)
-    of the intent it follows, as ``(earlier messages, message, intent)``; messages in ``leave_out`` (lower case) not."""
+def bundled_pairs(
+    questions: list[tuple[str, str]],
+    rng: random.Random,
+    leave_out: set[str] = frozenset(),
+    followups: list[tuple[str, str, str]] | None = None,
+) -> list[tuple[list[str], str, str]]:
+    """The written ``followups`` (default: the bundled ones), each read after ``CONTEXTS_PER_FOLLOWUP`` ticket
+    questions (``(question, intent)``) of the intent it follows, as ``(earlier messages, message, intent)``;
+    messages in ``leave_out`` (lower case) not, nor those about an intent the tickets lack."""
     by_intent: dict[str, list[str]] = defaultdict(list)
     for question, intent in questions:
         by_intent[intent].append(question)
     return [
         ([earlier], message, intent)
-        for earlier_intent, message, intent in bundled_followups()
+        for earlier_intent, message, intent in (bundled_followups() if followups is None else followups)
         if intent in by_intent and by_intent[earlier_intent] and message.strip().lower() not in leave_out
         for earlier in rng.sample(by_intent[earlier_intent], min(CONTEXTS_PER_FOLLOWUP, len(by_intent[earlier_intent])))
     ]
@@ -141,9 +155,10 @@ def reader_pairs(
     seed: int = 0,
     unseen: list[tuple[str, str]] = (),
     contexts_seed: int | None = None,
+    followups: list[tuple[str, str, str]] | None = None,
 ) -> list[tuple[list[str], str, str]]:
     """What the follow-up reader (``retrieval.followup_reader``) learns from, as ``(earlier messages, message,
-    intent)``: the bundled follow-ups after ticket questions of the intent they follow, up to ``limit`` pairs
+    intent)``: the written ``followups`` (default: the bundled ones) after ticket questions of the intent they follow, up to ``limit`` pairs
     made from the ticket ``questions`` (``(question, intent)``, ``make_pairs``: half elliptical, half short standalone),
     the short ``unseen`` questions after unrelated ones (``unseen_standalone_pairs``), and the deployment's
     ``labelled`` follow-ups as they were read. ``limit`` 0: none (no reader is fitted). The made pairs are drawn
@@ -152,7 +167,7 @@ def reader_pairs(
     if limit <= 0:
         return []
     rng = random.Random(seed if contexts_seed is None else contexts_seed)
-    pairs = bundled_pairs(questions, rng)
+    pairs = bundled_pairs(questions, rng, followups=followups)
     pairs += unseen_standalone_pairs(questions, list(unseen), rng)
     # as many complete questions after an unrelated one as follow-ups, short ones (at most READ_WORDS words): the
     # reader reads every short message, and must leave one that stands on its own to its own words

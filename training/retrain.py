@@ -31,7 +31,7 @@ from retrieval.metrics import classification_metrics
 from retrieval.onnx_encoder import ONNX_FILE
 from retrieval.query_map import fit_query_map
 from retrieval.ranker import BASELINE, Ranker
-from training.context_pairs import READER_DRAWS, READER_PAIRS, fit_followup_reader, make_pairs, reader_pairs
+from training.context_pairs import READER_DRAWS, READER_PAIRS, bundled_followups, fit_followup_reader, make_pairs, reader_pairs
 from training.data import Example, split_tickets
 from training.feedback import FeedbackDataset, FeedbackFilter, build_feedback_dataset
 from training.gate import (
@@ -121,28 +121,42 @@ def context_examples(tickets: list[Example], cfg: IntentTrainConfig) -> list[Exa
     return [Example(with_context([p.context], p.message), p.intent) for p in pairs]
 
 
+def reader_limit(cfg: IntentTrainConfig) -> int:
+    """How many pairs made from the tickets the candidate's follow-up reader is fitted with; 0: no reader."""
+    return cfg.followup_pairs if cfg.followup_pairs is not None else (0 if cfg.quick else READER_PAIRS)
+
+
 def followup_reader_pairs(
-    tickets: list[Example], extra: list[Example], cfg: IntentTrainConfig, draw: int = 0, val: list[Example] = ()
+    tickets: list[Example],
+    extra: list[Example],
+    cfg: IntentTrainConfig,
+    draw: int = 0,
+    val: list[Example] = (),
+    followups: list[tuple[str, str, str]] | None = None,
 ) -> list[tuple[list[str], str, str]]:
-    """What the candidate's follow-up reader learns from: the bundled follow-ups, pairs made from the training
+    """What the candidate's follow-up reader learns from: the written ``followups`` (default: the bundled ones,
+    ``data/followups_train.csv``), pairs made from the training
     tickets, the short validation questions after unrelated ones (the encoder never trained on those), and the
     feedback's labelled follow-ups as they were read (``Example.followup``; not down-votes). None for a quick
     model unless asked for (``IntentTrainConfig.followup_pairs``). ``draw`` k: the made pairs drawn with seed
     ``cfg.seed + k`` (``READER_DRAWS`` of them are fitted); the earlier messages of the bundled follow-ups and
     the validation questions with ``cfg.seed`` in every draw, so the draws share those texts and ``csbot train``
-    embeds them once (2,210 bundled follow-ups, three contexts each)."""
+    embeds them once (3,102 bundled follow-ups, three contexts each)."""
     labelled = [(list(e.followup[0]), e.followup[1], e.label) for e in extra if e.followup and not e.negative]
-    limit = cfg.followup_pairs if cfg.followup_pairs is not None else (0 if cfg.quick else READER_PAIRS)
     unseen = [(e.text, e.label) for e in val]
     questions = [(e.text, e.label) for e in tickets]
-    return reader_pairs(questions, labelled, limit=limit, seed=cfg.seed + draw, unseen=unseen, contexts_seed=cfg.seed)
+    return reader_pairs(questions, labelled, limit=reader_limit(cfg), seed=cfg.seed + draw, unseen=unseen, contexts_seed=cfg.seed, followups=followups)
 
 
 def followup_reader_draws(
-    tickets: list[Example], extra: list[Example], cfg: IntentTrainConfig, val: list[Example] = ()
+    tickets: list[Example],
+    extra: list[Example],
+    cfg: IntentTrainConfig,
+    val: list[Example] = (),
+    followups: list[tuple[str, str, str]] | None = None,
 ) -> list[list[tuple[list[str], str, str]]]:
     """The ``READER_DRAWS`` draws of ``followup_reader_pairs`` that ``fit_followup_reader`` fits and averages."""
-    return [followup_reader_pairs(tickets, extra, cfg, draw=k, val=val) for k in range(READER_DRAWS)]
+    return [followup_reader_pairs(tickets, extra, cfg, draw=k, val=val, followups=followups) for k in range(READER_DRAWS)]
 
 
 def retrain(
@@ -175,6 +189,8 @@ def retrain(
     tickets, val = split_tickets(kb.labelled())
     labels = {e.label for e in tickets}
     seeds = tickets[:SEED_SAMPLE]
+    # read before any training time is spent: a broken follow-ups file is one plain sentence, not a lost run
+    followups = bundled_followups(settings.followups_file) if reader_limit(cfg) > 0 else []
     all_rows = list(store.feedback_rows(cutoff=cutoff))
     train_rows, live_rows = split_rows(all_rows)
     feedback = build_feedback_dataset(train_rows, labels, feedback_filter) if from_feedback else None
@@ -293,7 +309,7 @@ def retrain(
         on_step("fitting the map of the candidate's embeddings into the ticket index")
         card["retrieval_map"] = fit_query_map(kb, IntentClassifier(staging).embed, staging, seed=cfg.seed)
     on_step("fitting the follow-up reader on the candidate's embeddings")
-    card["followup_reader"] = fit_followup_reader(staging, followup_reader_draws(tickets, extra, cfg, val), seed=cfg.seed)
+    card["followup_reader"] = fit_followup_reader(staging, followup_reader_draws(tickets, extra, cfg, val, followups), seed=cfg.seed)
     version = registry.publish(KIND, staging, card)
     if decision.promoted:
         registry.promote(KIND, version, reason=decision.reason)
