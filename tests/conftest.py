@@ -27,40 +27,34 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 PER_INTENT = 15
 
 
-@pytest.fixture(scope="session")
-def small_tickets(tmp_path_factory) -> Path:
-    """A CSV with the first PER_INTENT bundled tickets of every intent (1,155 rows)."""
-    path = tmp_path_factory.mktemp("data") / "small.csv"
+FOLLOWUPS_PER_INTENT = 4
+
+
+def first_rows_per(source: Path, dest: Path, column: str, n: int) -> Path:
+    """``dest``: ``source``'s header and the first ``n`` rows of each value of ``column``."""
     seen: dict[str, int] = {}
-    with (DATA / "tickets.csv").open() as f, path.open("w", newline="") as out:
+    with source.open() as f, dest.open("w", newline="") as out:
         reader = csv.DictReader(f)
         writer = csv.DictWriter(out, fieldnames=reader.fieldnames)
         writer.writeheader()
         for row in reader:
-            if seen.get(row["intent"], 0) < PER_INTENT:
-                seen[row["intent"]] = seen.get(row["intent"], 0) + 1
+            if seen.get(row[column], 0) < n:
+                seen[row[column]] = seen.get(row[column], 0) + 1
                 writer.writerow(row)
-    return path
+    return dest
 
 
-FOLLOWUPS_PER_INTENT = 4
+@pytest.fixture(scope="session")
+def small_tickets(tmp_path_factory) -> Path:
+    """A CSV with the first PER_INTENT bundled tickets of every intent (1,155 rows)."""
+    return first_rows_per(DATA / "tickets.csv", tmp_path_factory.mktemp("data") / "small.csv", "intent", PER_INTENT)
 
 
 @pytest.fixture(scope="session")
 def small_followups(tmp_path_factory) -> Path:
     """The first FOLLOWUPS_PER_INTENT written follow-ups after each intent (308 of 3,102 rows): a reader fitted in
     a test embeds about a tenth of the pairs a real one does."""
-    path = tmp_path_factory.mktemp("data") / "followups.csv"
-    seen: dict[str, int] = {}
-    with (DATA / "followups_train.csv").open() as f, path.open("w", newline="") as out:
-        reader = csv.DictReader(f)
-        writer = csv.DictWriter(out, fieldnames=reader.fieldnames)
-        writer.writeheader()
-        for row in reader:
-            if seen.get(row["earlier_intent"], 0) < FOLLOWUPS_PER_INTENT:
-                seen[row["earlier_intent"]] = seen.get(row["earlier_intent"], 0) + 1
-                writer.writerow(row)
-    return path
+    return first_rows_per(DATA / "followups_train.csv", tmp_path_factory.mktemp("data") / "followups.csv", "earlier_intent", FOLLOWUPS_PER_INTENT)
 
 
 @pytest.fixture(scope="session")
