@@ -63,9 +63,10 @@ def assistant_with_labels(home: Path, labelled: list[tuple[list[str], str, str]]
     shutil.copytree((home / "models").resolve(), dest / "models")
     assistant = open_assistant(Settings(home=dest))
     _, model_dir = assistant.registry.current("intent")
-    tickets, _ = split_tickets(assistant.kb.labelled())  # what csbot train reads, in its order
+    tickets, val = split_tickets(assistant.kb.labelled())  # what csbot train reads, in its order
     extra = [Example(with_context(earlier, message), intent, followup=(tuple(earlier), message)) for earlier, message, intent in labelled]
-    fitted = fit_followup_reader(model_dir, followup_reader_draws(tickets, extra, IntentTrainConfig(seed=seed)), seed=seed)
+    # the validation tickets too: csbot train reads their short questions after unrelated ones (unseen standalone pairs)
+    fitted = fit_followup_reader(model_dir, followup_reader_draws(tickets, extra, IntentTrainConfig(seed=seed), val), seed=seed)
     return assistant.warm_up(), fitted
 
 
