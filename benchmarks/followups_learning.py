@@ -36,7 +36,7 @@ from core.config import Settings  # noqa: E402
 from core.context import CONTEXT_TURNS  # noqa: E402
 from csbot.wiring import open_assistant  # noqa: E402
 from retrieval.intent import with_context  # noqa: E402
-from training.context_pairs import fit_followup_reader  # noqa: E402
+from training.context_pairs import bundled_followups, fit_followup_reader  # noqa: E402
 from training.data import Example, split_tickets  # noqa: E402
 from training.retrain import followup_reader_draws  # noqa: E402
 from training.train_intent import IntentTrainConfig  # noqa: E402
@@ -65,8 +65,10 @@ def assistant_with_labels(home: Path, labelled: list[tuple[list[str], str, str]]
     _, model_dir = assistant.registry.current("intent")
     tickets, val = split_tickets(assistant.kb.labelled())  # what csbot train reads, in its order
     extra = [Example(with_context(earlier, message), intent, followup=(tuple(earlier), message)) for earlier, message, intent in labelled]
-    # the validation tickets too: csbot train reads their short questions after unrelated ones (unseen standalone pairs)
-    fitted = fit_followup_reader(model_dir, followup_reader_draws(tickets, extra, IntentTrainConfig(seed=seed), val), seed=seed)
+    # as csbot train draws them: the validation tickets' short questions after unrelated ones too, and the written
+    # follow-ups of the home's settings (CSBOT_FOLLOWUPS_FILE; by default the bundled ones)
+    followups = bundled_followups(assistant.settings.followups_file)
+    fitted = fit_followup_reader(model_dir, followup_reader_draws(tickets, extra, IntentTrainConfig(seed=seed), val, followups), seed=seed)
     return assistant.warm_up(), fitted
 
 
