@@ -14,4 +14,7 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nu
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
 fi
 export HF_HUB_OFFLINE=1
-exec .venv/bin/python -m pytest "$@"
+# One pytest worker per core (pytest-xdist; each worker's torch gets its share of the cores, tests/conftest.py), idle
+# workers take tests from busy ones: most of the suite waits on servers, browsers and subprocesses, so two workers
+# on two cores finish in about 60% of one's time. `bash scripts/test.sh -n 0` runs it in one process.
+exec .venv/bin/python -m pytest -n "${CSBOT_TEST_WORKERS:-auto}" --dist worksteal "$@"

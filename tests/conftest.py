@@ -17,6 +17,10 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ and "OMP_NUM_THREADS" not in os.environ:
+    # Several pytest workers (scripts/test.sh): each one's torch, and the subprocesses its tests start, get their
+    # share of the cores; set before torch is imported. Oversubscribed threads would make every worker slower.
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 if "CSBOT_CACHE_DIR" not in os.environ:  # the retrieval encoder's ONNX graph: once a run, removed after it
     os.environ["CSBOT_CACHE_DIR"] = tempfile.mkdtemp(prefix="csbot-cache-")
     atexit.register(shutil.rmtree, os.environ["CSBOT_CACHE_DIR"], ignore_errors=True)
