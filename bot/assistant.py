@@ -259,7 +259,7 @@ class Assistant:
         merged = sorted(retrieved_together + [(t, s) for t, s in retrieved if t.id not in seen], key=lambda ts: -ts[1])
         if classifier.reads_followups:
             alone_vector, together_vector = alone_vector[None, :], together_vector[None, :]
-            if classifier.read_followups(alone_vector, together_vector, calibrated=False)[0].confidence <= alone.confidence:
+            if not classifier.takes_reading(alone_vector, together_vector, alone):
                 return None
             read = classifier.read_followups(alone_vector, together_vector)[0]  # calibrated: answer, clarify or hand off
         else:

@@ -42,6 +42,9 @@ class Settings:
     # follow-ups written for training (earlier_intent,message,intent), which every fine-tuned model's follow-up reader
     # learns from; a team whose intents are not BANKING77's writes its own (data/README.md)
     followups_file: Path = _DATA_DIR / "followups_train.csv"
+    # pairs made from the tickets for the first start's follow-up reader (0: none, the first start about 2 minutes
+    # sooner, follow-ups then read by the plain mixture); `csbot train` has --followup-pairs
+    first_reader_pairs: int = 6000
     answer_threshold: float = 0.5  # calibrated confidence needed to answer outright
     handoff_threshold: float = 0.2  # below this the question is out of scope: hand off to a person
     min_similarity: float = 0.45  # hand off when no ticket is this close (cosine): the question is about something else

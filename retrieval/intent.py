@@ -213,6 +213,15 @@ class IntentClassifier:
             raise ValueError(f"{self.model_dir} has no follow-up reader")
         return self.predict_probabilities(self._reader.reading(alone, together) if calibrated else self._reader.probabilities(alone, together), top)
 
+    def takes_reading(self, alone: np.ndarray, together: np.ndarray, own: IntentPrediction) -> bool:
+        """Is the follow-up reader's reading of one message (its embeddings alone and read with its context) taken over
+        ``own``, the message read alone (``FollowupReader.takes``)?"""
+        self.warm_up()
+        if self._reader is None:
+            raise ValueError(f"{self.model_dir} has no follow-up reader")
+        own_index = np.array([self.labels.index(own.intent)])
+        return bool(self._reader.takes(alone, together, own_index, np.array([own.confidence]))[0])
+
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Calibrated probabilities: softmax(logits / temperature)."""
         return self._calibrated(self.logits(texts))

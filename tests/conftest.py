@@ -63,11 +63,13 @@ def small_followups(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ready_home(tmp_path_factory, small_tickets) -> Path:
-    """A home with the small knowledge base ingested, indexed and a quick intent model serving (built once)."""
+    """A home with the small knowledge base ingested, indexed and a quick intent model serving (built once). Its
+    quick model has no follow-up reader (``first_reader_pairs=0``): the tests that need one fit it
+    (``test_conversation``), and the first start's reader has its own test."""
     from csbot.wiring import ensure_ready
 
     home = tmp_path_factory.mktemp("home")
-    ensure_ready(Settings(home=home, default_tickets=small_tickets))
+    ensure_ready(Settings(home=home, default_tickets=small_tickets, first_reader_pairs=0))
     return home
 
 

@@ -11,11 +11,12 @@ import pytest
 
 from bot.assistant import WIDER_SEARCH
 from bot.conversation import CONTEXT_WINDOW_S, Context, combine, context_bar, looks_like_followup
+from core.config import Settings
 from core.errors import InputError, UnknownTurn
 from core.next_questions import MIN_COUNT, NextQuestions
 from core.types import CHOSE_PREFIX, Feedback, Reply
 from csbot.wiring import open_assistant
-from retrieval.followup_reader import READ_BELOW, READER_FILE, FollowupReader
+from retrieval.followup_reader import QUICK_OWN_BELOW, READ_BELOW, READER_FILE, FollowupReader
 from retrieval.intent import IntentPrediction, with_context
 from retrieval.query_map import query_vectors
 from retrieval.ranker import Candidate
@@ -358,8 +359,27 @@ def test_the_nearest_labelled_pairs_vote_on_what_a_followup_asks(tmp_path):
     assert np.array_equal(loaded.memory_labels, targets[:200]) and np.allclose(loaded.reading(alone, together), voting.reading(alone, together), atol=1e-3)
 
 
+def test_a_first_start_fits_a_quick_reader_that_keeps_a_question_its_own_words_still_name(tmp_path, small_tickets, small_followups):
+    """A first start (``ensure_ready``) fits its quick model a follow-up reader on one draw of pairs, with the quick
+    rule (``QUICK_OWN_BELOW``); ``first_reader_pairs=0`` fits none (the other tests' home, tests/conftest.py)."""
+    from csbot.wiring import ensure_ready
+
+    settings = Settings(home=tmp_path / "home", default_tickets=small_tickets, followups_file=small_followups, first_reader_pairs=200)
+    ensure_ready(settings)
+    assistant = open_assistant(settings)
+    classifier = assistant.intent_model()[1]
+    account = assistant.registry.card("intent", classifier.model_dir.name)["followup_reader"]
+    assert account["fitted"] and account["draws"] == 1 and account["own_below"] == QUICK_OWN_BELOW
+    assert classifier.reads_followups and FollowupReader.load(classifier.model_dir).own_below == pytest.approx(QUICK_OWN_BELOW)
+    assistant.respond("I lost my card, what do I do?", "s1")
+    assert assistant.respond("is there a fee for a new one?", "s1").context_turn_id  # a follow-up read with its context
+    assistant.respond("I lost my card, what do I do?", "s2")
+    standalone = "How do I top up my account with a bank transfer?"
+    assert assistant.respond(standalone, "s2").intent == classifier.predict([standalone])[0].intent  # its own words
+
+
 def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
-    """A first start's quick model has no reader (it cost single questions accuracy); one fitted on its embeddings
+    """The tests' quick model has no reader (``first_reader_pairs=0``, tests/conftest.py); one fitted on its embeddings
     reads a short follow-up, sure enough alone to be answered alone under the plain mixture's bar (the answer
     threshold), with its context, and holds a long message to the answer threshold."""
     assistant = open_assistant(settings)
@@ -396,6 +416,19 @@ def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
     assert np.isclose(calibrated.confidence, reader.reading(alone_vector[None, :], together_vector[None, :]).max(), atol=1e-4)
     assert np.isclose(as_fitted.confidence, reader.probabilities(alone_vector[None, :], together_vector[None, :]).max(), atol=1e-4)
     assert read.confidence == round(calibrated.confidence, 4)
+    # a reader that gives the message's own intent at least ``own_below`` (a quick model's rule) leaves it alone too
+    own = classifier.predict([followup])[0]
+    own_share = reader.probabilities(alone_vector[None, :], together_vector[None, :])[0][classifier.labels.index(own.intent)]
+    assert classifier.takes_reading(alone_vector[None, :], together_vector[None, :], own)
+    replace(reader, own_below=max(float(own_share) - 1e-3, 0.0)).save(version_dir)  # margins: serving's own embedding pass
+    assert FollowupReader.load(version_dir).own_below == pytest.approx(max(own_share - 1e-3, 0.0))
+    strict = open_assistant(settings)
+    strict.respond(first, "s4")
+    assert strict.respond(followup, "s4").context_turn_id == ""
+    replace(reader, own_below=float(own_share) + 1e-3).save(version_dir)
+    lenient = open_assistant(settings)
+    lenient.respond(first, "s5")
+    assert lenient.respond(followup, "s5").context_turn_id
     # a reader no surer than the message alone (this one is sure of nothing) leaves the message to its own words
     hidden = alone_vector.shape[0]
     FollowupReader(np.zeros((2 * hidden, len(classifier.labels)), np.float32), np.zeros(len(classifier.labels), np.float32)).save(version_dir)
@@ -407,8 +440,9 @@ def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
     plain = open_assistant(settings)
     plain.respond(first, "s2")
     assert plain.respond(followup, "s2").context_turn_id == ""
-    # a quick candidate gets no reader unless asked for: `retrain` fits it on these draws, all empty
+    # `csbot train --quick` gets no reader unless asked for: `retrain` fits it on these draws, empty (one for a quick model)
     assert reader_limit(IntentTrainConfig(quick=True)) == 0 and reader_limit(IntentTrainConfig()) == READER_PAIRS
     quick_draws = followup_reader_draws(tickets, [], IntentTrainConfig(quick=True), followups=written)
-    assert quick_draws == [[]] * READER_DRAWS and fit_followup_reader(version_dir, quick_draws)["fitted"] is False
+    assert quick_draws == [[]] and fit_followup_reader(version_dir, quick_draws)["fitted"] is False
     assert not (version_dir / READER_FILE).exists()
+    assert len(followup_reader_draws(tickets, [], IntentTrainConfig(), followups=written)) == READER_DRAWS

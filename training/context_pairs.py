@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -180,7 +180,7 @@ def reader_pairs(
     return pairs + [(list(earlier), message, intent) for earlier, message, intent in labelled]
 
 
-def fit_followup_reader(model_dir: Path, draws: list[list[tuple[list[str], str, str]]], seed: int = 0) -> dict:
+def fit_followup_reader(model_dir: Path, draws: list[list[tuple[list[str], str, str]]], seed: int = 0, own_below: float = 1.0) -> dict:
     """Fit and save the follow-up reader of the model in ``model_dir``: one reader per draw of pairs
     (``reader_pairs`` with its own seed), averaged (``FollowupReader.average``); the card's account. A text in
     several draws is embedded once. No pairs, or a failure: the model has no reader, and its follow-ups are read
@@ -204,7 +204,7 @@ def fit_followup_reader(model_dir: Path, draws: list[list[tuple[list[str], str, 
 
         reader = FollowupReader.average([FollowupReader.fit(*arrays(pairs), len(index), seed=seed + k) for k, pairs in enumerate(draws)])
         alone, together, targets = arrays(draws[0])
-        reader = reader.remembering(alone, together, targets)  # the first draw's pairs vote (FollowupReader.reading)
+        reader = replace(reader.remembering(alone, together, targets), own_below=own_below)  # the first draw's pairs vote
         reader.save(model_dir)
     except Exception as err:
         log.exception("cannot fit the follow-up reader")
@@ -217,5 +217,6 @@ def fit_followup_reader(model_dir: Path, draws: list[list[tuple[list[str], str, 
         "voting_pairs": len(targets),
         "texts_embedded": len(texts),
         "training_accuracy": round(accuracy, 4),
+        "own_below": own_below,
         "seconds": round(time.perf_counter() - started, 1),
     }
