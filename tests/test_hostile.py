@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import sqlite3
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -108,10 +109,15 @@ def test_ten_thousand_requests_from_one_client_are_rate_limited(settings):
     assistant = open_assistant(replace(settings, rate_limit=60, trust_forwarded_for=True))
     client = TestClient(create_api(assistant), raise_server_exceptions=False)
     codes: dict[int, int] = {}
+    started = time.monotonic()
     for _ in range(10_000):
         code = client.post("/api/v1/chat", json={"message": ""}).status_code  # allowed ones end in a cheap 400
         codes[code] = codes.get(code, 0) + 1
-    assert codes.get(429, 0) >= 9_900 and 30 <= codes.get(400, 0) < 100 and set(codes) <= {400, 429}
+    elapsed = time.monotonic() - started
+    # Let through: the burst (half a minute's 60) and one a second while the loop ran (39 s on two pytest workers;
+    # a machine busy with other work took 153 s and let 183 through, which a fixed bound of 100 refused).
+    assert set(codes) <= {400, 429} and 30 <= codes.get(400, 0) <= 30 + elapsed + 1
+    assert codes.get(429, 0) == 10_000 - codes.get(400, 0)
     # The bucket refills one request a second, so a token may have come back in the milliseconds since the loop's
     # last request (a CI run saw it once): the next requests are refused with at most one let through first.
     tries = [client.post("/api/v1/chat", json={"message": "hi"}) for _ in range(3)]
