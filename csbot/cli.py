@@ -4,6 +4,7 @@ the registry or the retraining command; errors become one plain sentence and exi
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -166,7 +167,8 @@ def ask(ctx, message: str, session: str | None) -> None:
     type=int,
     default=None,
     help="Follow-ups made from the tickets that the follow-up reader learns from, beside the bundled and labelled ones "
-    "(default: 6000 for a fine-tuned model, training.context_pairs.READER_PAIRS; none with --quick; 0: no reader)",
+    "(default: 6000 for a fine-tuned model, training.context_pairs.READER_PAIRS; with --quick, CSBOT_FIRST_READER_PAIRS "
+    "as at a first start, 6000; 0: no reader)",
 )
 @click.option("--from-base", is_flag=True, help="Start from the packaged encoder instead of the serving model (a full retrain on everything)")
 @click.option(
@@ -221,6 +223,8 @@ def train(
             raise click.ClickException("this home has no tickets or no model yet: run `csbot train` once on one process first (the first start)")
         if batch_size % state.num_processes:
             raise click.ClickException(f"--batch-size {batch_size} must be a multiple of the {state.num_processes} processes (it is the global batch)")
+    if quick and followup_pairs is None:  # a quick model gets the first start's follow-up reader (CSBOT_FIRST_READER_PAIRS)
+        cfg = dataclasses.replace(cfg, followup_pairs=parts.settings.first_reader_pairs)
     result = retrain(parts.settings, cfg, kb=parts.kb, registry=parts.registry, from_feedback=from_feedback, on_step=say)
     if not state.is_main_process:
         return

@@ -119,3 +119,19 @@ def test_agents_are_added_listed_and_removed_with_hashed_passwords(tmp_path):
     assert run(home, "agents", "remove", "Sam").exit_code == 0
     gone = CliRunner().invoke(cli, ["--home", str(home), "agents", "remove", "Sam"])
     assert gone.exit_code == 1 and "no agent 'Sam'" in gone.output
+
+
+def test_a_quick_retrain_fits_the_first_starts_follow_up_reader(home, small_followups, monkeypatch):
+    """`csbot train --quick` replaces a model whose follow-ups a reader reads: it fits the first start's reader
+    (``CSBOT_FIRST_READER_PAIRS`` pairs made from the tickets, one draw, the quick 1% rule) unless told otherwise
+    (``--followup-pairs 0``: tests/test_distributed.py)."""
+    from core.registry import ModelRegistry
+    from retrieval.followup_reader import QUICK_OWN_BELOW
+
+    monkeypatch.setenv("CSBOT_FOLLOWUPS_FILE", str(small_followups))
+    monkeypatch.setenv("CSBOT_FIRST_READER_PAIRS", "50")
+    result = run(home, "train", "--quick")
+    assert result.exit_code == 0, result.output
+    version = json.loads(result.output[result.output.index("{") :])["version"]
+    account = ModelRegistry(home / "models").card("intent", version)["followup_reader"]
+    assert account["fitted"] and account["draws"] == 1 and account["own_below"] == QUICK_OWN_BELOW

@@ -440,7 +440,8 @@ def test_a_model_with_a_reader_reads_more_followups_with_context(settings):
     plain = open_assistant(settings)
     plain.respond(first, "s2")
     assert plain.respond(followup, "s2").context_turn_id == ""
-    # `csbot train --quick` gets no reader unless asked for: `retrain` fits it on these draws, empty (one for a quick model)
+    # a quick config gets no reader unless asked for (a first start and `csbot train --quick` ask: CSBOT_FIRST_READER_PAIRS);
+    # `retrain` fits it on these draws, empty (one draw for a quick model)
     assert reader_limit(IntentTrainConfig(quick=True)) == 0 and reader_limit(IntentTrainConfig()) == READER_PAIRS
     quick_draws = followup_reader_draws(tickets, [], IntentTrainConfig(quick=True), followups=written)
     assert quick_draws == [[]] and fit_followup_reader(version_dir, quick_draws)["fitted"] is False
