@@ -73,6 +73,8 @@ class Settings:
             )
         if self.max_batch < 1 or self.max_pending < 1 or self.rate_limit < 0:
             raise CsbotError("max_batch and max_pending must be at least 1 and rate_limit at least 0 (0 turns it off)")
+        if self.first_reader_pairs < 0:
+            raise CsbotError(f"first_reader_pairs must be at least 0 (0: no follow-up reader at first start), found {self.first_reader_pairs}")
         if self.top_k < 1 or self.num_sources < 1 or self.max_message_chars < 1:
             raise CsbotError("top_k, num_sources and max_message_chars must be at least 1")
 

@@ -24,7 +24,8 @@ With a reader, a follow-up-like message of at most ``READ_WORDS`` words is read 
 model alone is less than ``READ_BELOW`` sure, even when it names a topic the context did not
 (``Context.leans_on``); a longer one, and every message without a reader, only below the answer threshold
 (0.5) and by the topic rule. The reader's reading is taken only when it is surer than the message's own
-(``bot.assistant``): a short question that stands on its own, read after an unrelated one, mostly is not.
+(``bot.assistant``; a quick model's reader also only when it gives the message's own intent less than
+``QUICK_OWN_BELOW``): a short question that stands on its own, read after an unrelated one, mostly is not.
 Customers' follow-ups are short (88% of the dev half's have at most 8 words); a long message with an "it" in
 it is usually a complete question, and reading those with context is what cost single questions accuracy (the
 quick model with a 0.9 bar for every length: -0.36 points on the 3,080 test queries). A bar chosen per model
@@ -76,7 +77,8 @@ FLOOR = 1e-3  # what an intent no neighbour names keeps of the vote: the layer c
 # some of its own intent in the reader's reading, a follow-up misread alone keeps almost none. Offline on the first
 # start's v0001 (serving's gates on cached embeddings; 1, 0.02, 0.01, 0.005): dev-half follow-ups 75.5 / 71.5 /
 # 70.8 / 69.0%, the 3,080 after another -0.55 / -0.23 / -0.16 / -0.16 points. A fine-tuned model's reader needs no
-# such rule (1.0): the same 0.01 there costs 7 points of follow-ups for +0.17 points of single questions.
+# such rule (1.0): the same 0.01 there costs 6 points of follow-ups for +0.17 points of single questions (offline, v0002,
+# mean of four reader seeds).
 QUICK_OWN_BELOW = 0.01
 
 

@@ -129,6 +129,9 @@ def test_a_quick_retrain_fits_the_first_starts_follow_up_reader(home, small_foll
     from retrieval.followup_reader import QUICK_OWN_BELOW
 
     monkeypatch.setenv("CSBOT_FOLLOWUPS_FILE", str(small_followups))
+    monkeypatch.setenv("CSBOT_FIRST_READER_PAIRS", "-1")
+    refused = run(home, "train", "--quick")
+    assert refused.exit_code == 1 and "first_reader_pairs must be at least 0" in refused.output and "Traceback" not in refused.output
     monkeypatch.setenv("CSBOT_FIRST_READER_PAIRS", "50")
     result = run(home, "train", "--quick")
     assert result.exit_code == 0, result.output
