@@ -207,20 +207,22 @@ class IntentClassifier:
         """Follow-ups from their embeddings alone and read with their context, as the follow-up reader reads them
         (it sees the message alone too, and learnt how much to trust each reading). ``calibrated``: the reader's
         ``reading`` (its layer at ``TEMPERATURE`` with the nearest labelled pairs' vote), which routes the reply;
-        else its layer as fitted (``bot.assistant`` takes the reading when that is surer than the message alone)."""
-        self.warm_up()
-        if self._reader is None:
-            raise ValueError(f"{self.model_dir} has no follow-up reader")
-        return self.predict_probabilities(self._reader.reading(alone, together) if calibrated else self._reader.probabilities(alone, together), top)
+        else its layer as fitted (on which ``takes_reading`` decides whether the reading is taken at all)."""
+        reader = self._followup_reader()
+        return self.predict_probabilities(reader.reading(alone, together) if calibrated else reader.probabilities(alone, together), top)
 
     def takes_reading(self, alone: np.ndarray, together: np.ndarray, own: IntentPrediction) -> bool:
         """Is the follow-up reader's reading of one message (its embeddings alone and read with its context) taken over
         ``own``, the message read alone (``FollowupReader.takes``)?"""
+        own_index = np.array([self.labels.index(own.intent)])
+        return bool(self._followup_reader().takes(alone, together, own_index, np.array([own.confidence]))[0])
+
+    def _followup_reader(self) -> FollowupReader:
+        """The loaded follow-up reader; asking a model without one is a programming error (check ``reads_followups``)."""
         self.warm_up()
         if self._reader is None:
             raise ValueError(f"{self.model_dir} has no follow-up reader")
-        own_index = np.array([self.labels.index(own.intent)])
-        return bool(self._reader.takes(alone, together, own_index, np.array([own.confidence]))[0])
+        return self._reader
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Calibrated probabilities: softmax(logits / temperature)."""
